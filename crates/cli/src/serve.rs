@@ -1,0 +1,155 @@
+//! `portcullis serve`: load the configuration, bind, serve, reload on SIGHUP and on file
+//! change, drain on SIGTERM/SIGINT.
+//!
+//! Reload is all or nothing: read → parse → validate → build the snapshot (credentials, TLS
+//! clients) → swap. Any failure keeps the running snapshot, is logged once per change and
+//! counted as `portcullis_config_reload_total{result="error"}`. The listen address cannot
+//! change while running; a reload that changes it is refused the same way.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_proxy::{Gateway, Server};
+use portcullis_telemetry::{Metrics, ReloadResult};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::load::{Source, raw_from_flags};
+
+/// Arguments of `portcullis serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (YAML); see docs/config.md.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address `ip:port`, overriding the file's `listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Upstream for quick use without a config file: `URL` (the default upstream) or
+    /// `MODELS=URL` with comma-separated model names or patterns. Repeatable.
+    #[arg(
+        long = "upstream",
+        value_name = "[MODELS=]URL",
+        conflicts_with = "config"
+    )]
+    upstreams: Vec<String>,
+    /// Environment variable holding the upstream API key: once for all upstreams, or once per
+    /// `--upstream` in order.
+    #[arg(long = "upstream-key-env", value_name = "VAR", requires = "upstreams")]
+    key_envs: Vec<String>,
+    /// How often the config file and API key files are checked for changes (0 = never).
+    /// SIGHUP always reloads.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    watch_interval_ms: u64,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let source = match args.config {
+        Some(path) => Source::File {
+            path,
+            listen: args.listen,
+        },
+        None => Source::Flags(raw_from_flags(
+            args.listen,
+            &args.upstreams,
+            &args.key_envs,
+        )?),
+    };
+    let loaded = source.load()?;
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Gateway::new(loaded.snapshot, metrics);
+    let server = Server::bind(gateway.clone())
+        .await
+        .context("starting the listener")?;
+    if let Some(addr) = server.local_addr() {
+        tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    }
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let interval = Duration::from_millis(args.watch_interval_ms);
+    let watcher_gateway = gateway.clone();
+    let watcher = tokio::spawn(async move {
+        let mut fingerprint = loaded.fingerprint;
+        let mut ticker = tokio::time::interval(if interval.is_zero() {
+            Duration::MAX / 4
+        } else {
+            interval
+        });
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => reload(&source, &watcher_gateway, &mut fingerprint, "sighup"),
+                _ = ticker.tick(), if !interval.is_zero() => {
+                    let current = source.current_fingerprint(watcher_gateway.snapshot().config());
+                    if current.is_some_and(|c| c != fingerprint) {
+                        reload(&source, &watcher_gateway, &mut fingerprint, "file_change");
+                    }
+                }
+            }
+        }
+    });
+    server.run(shutdown_signal()).await;
+    watcher.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One reload attempt; see the module docs.
+fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'static str) {
+    let metrics = gateway.metrics();
+    if source.path().is_none() {
+        tracing::info!(trigger, "configuration comes from flags; nothing to reload");
+        metrics.config_reloaded(ReloadResult::Unchanged);
+        return;
+    }
+    let current = gateway.snapshot();
+    match source.load() {
+        Ok(loaded) if loaded.snapshot.config().listen != current.config().listen => {
+            *fingerprint = loaded.fingerprint;
+            metrics.config_reloaded(ReloadResult::Error);
+            tracing::error!(
+                trigger,
+                "configuration reload refused: listen cannot change while running; restart to apply"
+            );
+        }
+        Ok(loaded) => {
+            *fingerprint = loaded.fingerprint;
+            gateway.swap(loaded.snapshot);
+            metrics.config_reloaded(ReloadResult::Applied);
+            tracing::info!(trigger, "configuration reloaded");
+        }
+        Err(error) => {
+            // Remember what failed so the poller logs it once, not every interval.
+            if let Some(failed) = source.current_fingerprint(current.config()) {
+                *fingerprint = failed;
+            }
+            metrics.config_reloaded(ReloadResult::Error);
+            tracing::error!(
+                trigger,
+                error = format!("{error:#}"),
+                "configuration reload failed; keeping the previous configuration"
+            );
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot install the SIGTERM handler");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}

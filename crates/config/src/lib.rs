@@ -1,0 +1,24 @@
+//! Portcullis configuration: what the operator wrote ([`RawConfig`], serde + JSON Schema) and what
+//! the data path uses ([`Config`], validated: addresses parsed, references resolved, limits in
+//! range, durations typed).
+//!
+//! This crate does no I/O: reading files, environment variables and secrets is the caller's job
+//! (see `portcullis-proxy`). Start with [`parse_yaml`] and [`Config::from_raw`]; every problem is
+//! reported with its path, e.g. `upstreams[1].url: must start with http:// or https://`.
+#![warn(missing_docs)]
+
+mod error;
+mod glob;
+mod raw;
+mod validated;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use glob::Glob;
+pub use raw::{
+    RawConfig, RawLimits, RawPassthrough, RawShutdown, RawTimeouts, RawUpstream, json_schema,
+    parse_yaml,
+};
+pub use validated::{
+    Config, CredentialSource, DEFAULT_RULE, Limits, ModelMatch, Passthrough, ServerTimeouts,
+    Upstream, UpstreamId, UpstreamTimeouts,
+};

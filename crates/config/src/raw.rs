@@ -1,0 +1,184 @@
+//! What the operator writes. Field names are snake_case and carry their unit (`_ms`, `_bytes`);
+//! doc comments here become the JSON Schema's descriptions and feed `docs/config.md`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::{ConfigError, ConfigErrors};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address the gateway listens on, `host:port`. Default `127.0.0.1:8080`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Model servers to forward to. At least one is required.
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    /// Name of the upstream that serves models no upstream lists. Without it, an unlisted
+    /// model is refused with 404 `model_not_found`.
+    #[serde(default)]
+    pub default_upstream: Option<String>,
+    /// Size and concurrency limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Client-side and default upstream timeouts.
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    /// Other `/v1/*` paths to forward unguarded (no inspection, no policy). Paths not listed
+    /// here and not served by Portcullis are refused with 404.
+    #[serde(default)]
+    pub passthrough: Vec<RawPassthrough>,
+    /// Graceful shutdown.
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+/// One model server speaking the OpenAI-compatible HTTP API.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Unique name, used in metrics, logs and `default_upstream`.
+    pub name: String,
+    /// Base URL including the API prefix, e.g. `http://vllm:8000/v1` or
+    /// `https://api.openai.com/v1`. `/chat/completions` etc. are appended to it.
+    pub url: String,
+    /// Model names this upstream serves: exact names (`gpt-4o`) or patterns with `*` and `?`
+    /// (`llama3*`). Exact names win over patterns; patterns are tried in file order.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Environment variable holding this upstream's API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// File holding this upstream's API key (e.g. a mounted Kubernetes Secret); surrounding
+    /// whitespace is trimmed. Mutually exclusive with `api_key_env`.
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    /// Header the key is sent in. `authorization` (default) sends `Bearer <key>`; any other
+    /// header (e.g. `api-key` for Azure OpenAI) sends the bare key.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Extra headers sent with every request to this upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TCP (and TLS) connect timeout; defaults to `timeouts.upstream_connect_ms`.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Time from sending the request to the response headers; defaults to
+    /// `timeouts.upstream_first_byte_ms`.
+    #[serde(default)]
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence allowed between two chunks of a streamed or large response; defaults to
+    /// `timeouts.upstream_idle_ms`.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections kept per upstream host. Default 64.
+    #[serde(default)]
+    pub max_idle_connections: Option<usize>,
+}
+
+/// Size and concurrency limits.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body accepted; larger ones get 413. Default 4194304 (4 MiB).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Largest non-streamed upstream response accepted; larger ones end in 502. Default
+    /// 33554432 (32 MiB).
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
+    /// Requests handled at once; further ones get 429 `concurrency_limit_exceeded`.
+    /// Default 1024.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
+}
+
+/// Timeouts. Upstream ones are defaults that each upstream may override.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    /// Time a client has to send the request headers. Default 10000.
+    #[serde(default)]
+    pub client_header_ms: Option<u64>,
+    /// Time a client has to send the whole request body. Default 30000.
+    #[serde(default)]
+    pub client_body_ms: Option<u64>,
+    /// Default upstream connect timeout. Default 5000.
+    #[serde(default)]
+    pub upstream_connect_ms: Option<u64>,
+    /// Default time to the upstream's response headers. Default 120000 (a model may think for a
+    /// while before answering a non-streamed request).
+    #[serde(default)]
+    pub upstream_first_byte_ms: Option<u64>,
+    /// Default longest silence between chunks from an upstream. Default 60000.
+    #[serde(default)]
+    pub upstream_idle_ms: Option<u64>,
+}
+
+/// A `/v1/*` path forwarded without inspection.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPassthrough {
+    /// Path pattern with `*` and `?`, e.g. `/v1/audio/*`. Must start with `/v1/`.
+    pub path: String,
+    /// Upstream to forward to. Defaults to `default_upstream`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+/// Graceful shutdown on SIGTERM.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    /// How long in-flight requests and streams may run after SIGTERM before they are cut.
+    /// Default 25000 (under Kubernetes' default 30 s grace period).
+    #[serde(default)]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// Parses YAML (JSON is YAML too) into a [`RawConfig`]. Type errors and unknown keys are
+/// reported with their path.
+pub fn parse_yaml(text: &str) -> Result<RawConfig, ConfigErrors> {
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigErrors(vec![ConfigError::new(path, error.into_inner().to_string())])
+    })
+}
+
+/// The JSON Schema of the configuration file, as checked in at `docs/config.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(RawConfig))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_errors_carry_paths() {
+        let errors = parse_yaml(
+            "upstreams:\n  - name: a\n    url: http://x/v1\n  - name: b\n    url: [1]\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.errors()[0].path, "upstreams[1].url");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_path() {
+        let errors = parse_yaml("limits:\n  max_body: 10\n").unwrap_err();
+        assert_eq!(errors.errors()[0].path, "limits.max_body");
+        assert!(errors.errors()[0].message.contains("unknown field"));
+    }
+
+    #[test]
+    fn invalid_yaml_is_an_error_not_a_panic() {
+        assert!(parse_yaml("listen: [").is_err());
+        assert!(parse_yaml("- 1\n- 2").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+use super::*;
+use crate::parse_yaml;
+
+fn config(yaml: &str) -> Result<Config, ConfigErrors> {
+    Config::from_raw(&parse_yaml(yaml)?)
+}
+
+fn paths(errors: &ConfigErrors) -> Vec<&str> {
+    errors.errors().iter().map(|e| e.path.as_str()).collect()
+}
+
+const GOOD: &str = r#"
+listen: 0.0.0.0:9000
+default_upstream: local
+upstreams:
+  - name: openai
+    url: https://api.openai.com/v1/
+    models: [gpt-4o, "gpt-4o-*", "o?-mini"]
+    api_key_env: OPENAI_API_KEY
+  - name: local
+    url: http://127.0.0.1:11434/v1
+    models: ["llama3*"]
+    api_key_file: /run/secrets/key
+    api_key_header: api-key
+    headers: {x-team: platform}
+    first_byte_timeout_ms: 500
+limits: {max_body_bytes: 1024}
+passthrough:
+  - path: /v1/audio/*
+"#;
+
+#[test]
+fn a_good_config_validates_and_routes() {
+    let config = config(GOOD).unwrap();
+    assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+    let openai = &config.upstreams[0];
+    assert_eq!(openai.base_path, "/v1");
+    assert_eq!(openai.scheme, Scheme::HTTPS);
+    assert_eq!(
+        openai.credential,
+        Some(CredentialSource::Env("OPENAI_API_KEY".into()))
+    );
+    assert_eq!(
+        config.upstreams[1].timeouts.first_byte,
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        config.upstreams[1].timeouts.connect,
+        Duration::from_millis(5000)
+    );
+    assert_eq!(config.route_model("gpt-4o"), Some(UpstreamId(0)));
+    assert_eq!(config.route_model("gpt-4o-mini"), Some(UpstreamId(0)));
+    assert_eq!(config.route_model("o3-mini"), Some(UpstreamId(0)));
+    assert_eq!(config.route_model("llama3.1:8b"), Some(UpstreamId(1)));
+    assert_eq!(
+        config.route_model("mistral"),
+        Some(UpstreamId(1)),
+        "default upstream"
+    );
+    assert_eq!(config.limits.max_body_bytes, 1024);
+    assert_eq!(config.limits.max_response_bytes, 32 * MIB);
+    assert_eq!(
+        config
+            .passthrough_for("/v1/audio/speech")
+            .map(|p| p.upstream),
+        Some(UpstreamId(1))
+    );
+    assert!(config.passthrough_for("/v1/files").is_none());
+    let listed: Vec<&str> = config.listed_models().iter().map(|(m, _)| *m).collect();
+    assert_eq!(listed, vec!["gpt-4o"]);
+}
+
+#[test]
+fn exact_names_win_over_patterns_in_any_order() {
+    let config = config(
+        "upstreams:\n  - {name: a, url: 'http://a/v1', models: ['gpt-*']}\n  - {name: b, url: 'http://b/v1', models: [gpt-4o]}\n",
+    )
+    .unwrap();
+    assert_eq!(config.route_model("gpt-4o"), Some(UpstreamId(1)));
+    assert_eq!(config.route_model("gpt-5"), Some(UpstreamId(0)));
+    assert_eq!(
+        config.route_model("claude"),
+        None,
+        "no default: unknown model has no route"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let errors = config(
+        r#"
+listen: localhost
+default_upstream: nowhere
+upstreams:
+  - name: a
+    url: ftp://x
+    models: [m]
+  - name: a
+    url: http://y/v1
+    models: [m, ""]
+    api_key_env: K
+    api_key_file: /k
+    headers: {host: evil}
+    connect_timeout_ms: 0
+limits: {max_body_bytes: 0, max_concurrent_requests: 0}
+passthrough: [{path: /admin}]
+"#,
+    )
+    .unwrap_err();
+    let mut got = paths(&errors);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        vec![
+            "default_upstream",
+            "limits.max_body_bytes",
+            "limits.max_concurrent_requests",
+            "listen",
+            "passthrough[0].path",
+            "upstreams[0].url",
+            "upstreams[1].api_key_env",
+            "upstreams[1].connect_timeout_ms",
+            "upstreams[1].headers.host",
+            "upstreams[1].models[0]",
+            "upstreams[1].models[1]",
+            "upstreams[1].name",
+        ],
+        "{errors}"
+    );
+    assert!(errors.to_string().starts_with("12 configuration errors\n"));
+}
+
+#[test]
+fn no_upstreams_and_unreachable_upstreams_are_errors() {
+    assert_eq!(
+        paths(&config("listen: 127.0.0.1:1\n").unwrap_err()),
+        vec!["upstreams"]
+    );
+    let errors = config("upstreams: [{name: a, url: 'http://a/v1'}]\n").unwrap_err();
+    assert_eq!(paths(&errors), vec!["upstreams[0].models"]);
+}
+
+#[test]
+fn passthrough_needs_an_upstream() {
+    let errors = config(
+        "upstreams: [{name: a, url: 'http://a/v1', models: [m]}]\npassthrough: [{path: /v1/files}]\n",
+    )
+    .unwrap_err();
+    assert_eq!(paths(&errors), vec!["passthrough[0].upstream"]);
+}

@@ -1,0 +1,24 @@
+//! The Portcullis HTTP server: accepts clients (HTTP/1.1 and HTTP/2), runs each exchange
+//! through its phases (read & limit → parse → route → forward → respond), talks to upstreams
+//! over pooled keep-alive connections, and serves `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Start reading at [`Gateway::handle`] (the dispatch) and `exchange.rs` (one guarded
+//! exchange, top to bottom). Errors become responses in one place: `Reject::into_response`.
+//! Configuration arrives as an immutable [`Snapshot`]; a reload swaps the whole snapshot and a
+//! request keeps the one it started with.
+#![warn(missing_docs)]
+
+mod admin;
+pub mod body;
+mod exchange;
+mod models;
+mod passthrough;
+mod reject;
+mod server;
+mod snapshot;
+mod sse;
+mod upstream;
+
+pub use reject::Reject;
+pub use server::{Gateway, ServeError, Server};
+pub use snapshot::{Snapshot, SnapshotError};

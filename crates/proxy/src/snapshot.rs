@@ -1,0 +1,192 @@
+//! A [`Snapshot`] is everything one exchange needs that comes from configuration: the
+//! validated [`Config`], one pooled HTTP client per upstream, resolved credentials, metric
+//! label values and the concurrency limiter. It is built off the data path (at start and on
+//! reload), never mutated, and swapped whole.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use portcullis_config::{Config, CredentialSource, Upstream, UpstreamId};
+use tokio::sync::Semaphore;
+
+use crate::body::ProxyBody;
+
+/// Pooled HTTP/1.1 (and HTTP/2 over TLS ALPN) client to one upstream.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// How long an idle pooled upstream connection is kept. Below the 60–120 s idle timeouts of
+/// common model servers and load balancers, so the gateway closes first and does not reuse a
+/// connection the upstream is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// A snapshot could not be built (I/O on credentials, TLS setup).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An upstream's API key environment variable is unset or empty.
+    #[error("upstreams[{index}].api_key_env: environment variable `{var}` is not set")]
+    MissingEnv {
+        /// Upstream index.
+        index: usize,
+        /// Variable name.
+        var: String,
+    },
+    /// An upstream's API key file could not be read.
+    #[error("upstreams[{index}].api_key_file: cannot read `{}`", path.display())]
+    KeyFile {
+        /// Upstream index.
+        index: usize,
+        /// File path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key cannot be sent as a header value.
+    #[error("upstreams[{index}]: the API key contains characters not allowed in a header")]
+    KeyNotAHeader {
+        /// Upstream index.
+        index: usize,
+    },
+    /// TLS roots or protocol setup failed.
+    #[error("tls setup failed")]
+    Tls(#[source] rustls::Error),
+}
+
+/// One upstream, ready to use.
+#[derive(Debug)]
+pub(crate) struct UpstreamRuntime {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: Upstream,
+    pub(crate) client: HttpClient,
+    /// The full header value (`Bearer …` for `authorization`), marked sensitive.
+    pub(crate) credential: Option<HeaderValue>,
+}
+
+/// Configuration plus everything derived from it. See the module docs.
+#[derive(Debug)]
+pub struct Snapshot {
+    config: Config,
+    upstreams: Vec<UpstreamRuntime>,
+    model_labels: HashMap<String, Arc<str>>,
+    limiter: Arc<Semaphore>,
+    unrouted_label: Arc<str>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot: resolves credentials (environment, files) and creates the upstream
+    /// clients. Does not connect to anything.
+    pub fn build(config: Config) -> Result<Self, SnapshotError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for (index, upstream) in config.upstreams.iter().enumerate() {
+            let credential = upstream
+                .credential
+                .as_ref()
+                .map(|source| resolve_credential(index, source, upstream))
+                .transpose()?;
+            upstreams.push(UpstreamRuntime {
+                name: Arc::from(upstream.name.as_str()),
+                client: build_client(upstream)?,
+                credential,
+                config: upstream.clone(),
+            });
+        }
+        let model_labels = config
+            .model_rules()
+            .map(|rule| (rule.to_string(), Arc::from(rule)))
+            .collect();
+        let limiter = Arc::new(Semaphore::new(
+            config.limits.max_concurrent_requests as usize,
+        ));
+        Ok(Self {
+            config,
+            upstreams,
+            model_labels,
+            limiter,
+            unrouted_label: Arc::from("-"),
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn upstream(&self, id: UpstreamId) -> Option<&UpstreamRuntime> {
+        self.upstreams.get(id.0)
+    }
+
+    pub(crate) fn upstreams(&self) -> &[UpstreamRuntime] {
+        &self.upstreams
+    }
+
+    /// The bounded metric label for a routing rule.
+    pub(crate) fn model_label(&self, rule: Option<&str>) -> Arc<str> {
+        rule.and_then(|r| self.model_labels.get(r))
+            .cloned()
+            .unwrap_or_else(|| self.unrouted_label.clone())
+    }
+
+    pub(crate) fn limiter(&self) -> &Arc<Semaphore> {
+        &self.limiter
+    }
+}
+
+fn resolve_credential(
+    index: usize,
+    source: &CredentialSource,
+    upstream: &Upstream,
+) -> Result<HeaderValue, SnapshotError> {
+    let key = match source {
+        CredentialSource::Env(var) => std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| SnapshotError::MissingEnv {
+                index,
+                var: var.clone(),
+            })?,
+        CredentialSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| SnapshotError::KeyFile {
+                index,
+                path: path.clone(),
+                source,
+            })?
+        }
+    };
+    let key = key.trim();
+    let text = if upstream.api_key_header == http::header::AUTHORIZATION {
+        format!("Bearer {key}")
+    } else {
+        key.to_string()
+    };
+    let mut value =
+        HeaderValue::try_from(text).map_err(|_| SnapshotError::KeyNotAHeader { index })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn build_client(upstream: &Upstream) -> Result<HttpClient, SnapshotError> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(upstream.timeouts.connect));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(SnapshotError::Tls)?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(upstream.max_idle_connections)
+        .build(tls))
+}

@@ -1,0 +1,249 @@
+//! Talking to upstreams: building the outgoing request (headers filtered, credentials
+//! injected), sending it with the first-byte timeout, and classifying failures.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use portcullis_core::RequestId;
+use portcullis_telemetry::{Metrics, UpstreamFailure};
+
+use crate::body::ProxyBody;
+use crate::reject::{Reject, TimeoutPhase};
+use crate::snapshot::UpstreamRuntime;
+
+/// Client headers never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), framing the gateway
+/// recomputes, and every header that may carry the *client's* credentials — the upstream gets
+/// the gateway's key for it, never the caller's. `accept-encoding` is dropped so upstream
+/// responses arrive uncompressed and can be validated (and, later, scanned).
+static DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "accept-encoding",
+    "x-request-id",
+];
+
+/// Upstream response headers never forwarded to the client: hop-by-hop and framing.
+static DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything needed to build one upstream request.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    /// Path below the upstream's base path, starting with `/`.
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) client_headers: &'a HeaderMap,
+    pub(crate) body: ProxyBody,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) request_id: &'a RequestId,
+}
+
+/// Builds the request for `upstream`.
+pub(crate) fn build_request(
+    upstream: &UpstreamRuntime,
+    out: Outgoing<'_>,
+) -> Result<Request<ProxyBody>, Reject> {
+    let config = &upstream.config;
+    let mut path_and_query = String::with_capacity(
+        config.base_path.len() + out.path.len() + 1 + out.query.map_or(0, str::len),
+    );
+    path_and_query.push_str(&config.base_path);
+    path_and_query.push_str(out.path);
+    if let Some(query) = out.query {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    let uri = Uri::builder()
+        .scheme(config.scheme.clone())
+        .authority(config.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| Reject::RouteNotFound)?;
+
+    let mut request = Request::new(out.body);
+    *request.method_mut() = out.method;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    copy_headers(out.client_headers, headers, DROPPED_REQUEST_HEADERS);
+    for (name, value) in &config.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(credential) = &upstream.credential {
+        headers.insert(config.api_key_header.clone(), credential.clone());
+    }
+    if let Some(length) = out.content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    if let Ok(id) = HeaderValue::from_str(out.request_id.as_str()) {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    Ok(request)
+}
+
+/// Copies headers except `dropped` ones and any named in the `connection` header.
+pub(crate) fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, dropped: &[&str]) {
+    let connection_listed: Vec<&str> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for (name, value) in from {
+        let name_str = name.as_str();
+        if dropped.contains(&name_str)
+            || connection_listed
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name_str))
+        {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+/// Copies upstream response headers that may reach the client.
+pub(crate) fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    copy_headers(from, to, DROPPED_RESPONSE_HEADERS);
+}
+
+/// Sends the request, waiting at most the upstream's first-byte timeout for the response
+/// headers. Failures are counted and become the matching [`Reject`].
+pub(crate) async fn send(
+    upstream: &UpstreamRuntime,
+    request: Request<ProxyBody>,
+    metrics: &Metrics,
+) -> Result<(Response<Incoming>, Duration), Reject> {
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        upstream.config.timeouts.first_byte,
+        upstream.client.request(request),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    match sent {
+        Ok(Ok(response)) => Ok((response, elapsed)),
+        Ok(Err(error)) => {
+            let (failure, reject) = classify(upstream, &error);
+            metrics.upstream_failed(&upstream.name, failure);
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&error), "upstream request failed");
+            Err(reject)
+        }
+        Err(_) => {
+            metrics.upstream_failed(&upstream.name, UpstreamFailure::Timeout);
+            Err(Reject::UpstreamTimeout {
+                upstream: upstream.name.clone(),
+                phase: TimeoutPhase::FirstByte,
+            })
+        }
+    }
+}
+
+fn classify(
+    upstream: &UpstreamRuntime,
+    error: &hyper_util::client::legacy::Error,
+) -> (UpstreamFailure, Reject) {
+    let name = upstream.name.clone();
+    if error.is_connect() {
+        if has_timeout(error) {
+            return (
+                UpstreamFailure::Timeout,
+                Reject::UpstreamTimeout {
+                    upstream: name,
+                    phase: TimeoutPhase::Connect,
+                },
+            );
+        }
+        return (
+            UpstreamFailure::Connect,
+            Reject::UpstreamConnect { upstream: name },
+        );
+    }
+    (
+        UpstreamFailure::Reset,
+        Reject::UpstreamReset { upstream: name },
+    )
+}
+
+fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+/// `error: cause: cause`, for logs (no request content is ever part of these errors).
+pub(crate) fn error_chain(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_hop_by_hop_headers_are_not_copied() {
+        let mut from = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Bearer client-key"),
+            ("x-api-key", "k"),
+            ("api-key", "k"),
+            ("cookie", "session=1"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("host", "gateway"),
+            ("content-type", "application/json"),
+            ("x-stainless-lang", "python"),
+            ("openai-organization", "org-1"),
+        ] {
+            from.append(name, HeaderValue::from_static(value));
+        }
+        let mut to = HeaderMap::new();
+        copy_headers(&from, &mut to, DROPPED_REQUEST_HEADERS);
+        let mut names: Vec<&str> = to.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec!["content-type", "openai-organization", "x-stainless-lang"]
+        );
+    }
+}

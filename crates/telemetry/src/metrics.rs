@@ -1,0 +1,369 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds: sub-millisecond resolution for gateway overhead, up to two
+/// minutes for slow generations. Adding buckets costs memory per label set and scrape size.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0,
+    60.0, 120.0,
+];
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    model: Arc<str>,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamFailureLabels {
+    upstream: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    origin: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// One finished exchange, as the metrics see it.
+#[derive(Debug, Clone)]
+pub struct ExchangeRecord {
+    /// Closed-set route name (`chat_completions`, `models`, `passthrough`, ...).
+    pub route: &'static str,
+    /// Configured model name or pattern that routed the request (`-` when none did).
+    pub model: Arc<str>,
+    /// Response status sent to the client.
+    pub status: u16,
+    /// Time from request start to the response headers (streams: see `portcullis_stream_*`).
+    pub duration: Duration,
+    /// Upstream name and its time to response headers, if the request was forwarded.
+    pub upstream: Option<(Arc<str>, Duration)>,
+    /// Request body bytes received.
+    pub request_bytes: u64,
+    /// Where a rejection came from and its code, if the gateway refused the request.
+    pub reject: Option<(&'static str, &'static str)>,
+}
+
+/// Why talking to an upstream failed: a closed set, used as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// TCP/TLS connect failed or was refused.
+    Connect,
+    /// Connect timeout, first-byte timeout or idle-stream timeout.
+    Timeout,
+    /// The connection broke while sending or receiving.
+    Reset,
+    /// The upstream answered 5xx.
+    ServerError,
+    /// The answer was not what the API promises (not JSON, truncated stream, too large).
+    BadResponse,
+}
+
+impl UpstreamFailure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::ServerError => "server_error",
+            Self::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// Outcome of a configuration reload attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new configuration replaced the old one.
+    Applied,
+    /// The file had not changed.
+    Unchanged,
+    /// The new configuration was invalid; the old one stays.
+    Error,
+}
+
+/// Decrements the active-stream gauge when dropped.
+#[derive(Debug)]
+pub struct StreamGauge(Gauge);
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// All Portcullis metric families, in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    upstream_duration: HistogramFamily<UpstreamLabels>,
+    request_bytes: Family<RouteLabels, Counter>,
+    response_bytes: Family<RouteLabels, Counter>,
+    active_requests: Gauge,
+    active_streams: Gauge,
+    upstream_failures: Family<UpstreamFailureLabels, Counter>,
+    rejects: Family<RejectLabels, Counter>,
+    passthrough: Family<UpstreamLabels, Counter>,
+    config_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests answered, by route, configured model and status",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request received to response headers sent",
+            request_duration.clone(),
+        );
+        let upstream_duration: HistogramFamily<UpstreamLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from request forwarded to upstream response headers",
+            upstream_duration.clone(),
+        );
+        let request_bytes = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_request_bytes",
+            "Request body bytes received",
+            request_bytes.clone(),
+        );
+        let response_bytes = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes sent",
+            response_bytes.clone(),
+        );
+        let active_requests = Gauge::default();
+        registry.register(
+            "active_requests",
+            "Requests being handled",
+            active_requests.clone(),
+        );
+        let active_streams = Gauge::default();
+        registry.register(
+            "active_streams",
+            "Streamed responses in flight",
+            active_streams.clone(),
+        );
+        let upstream_failures = Family::<UpstreamFailureLabels, Counter>::default();
+        registry.register(
+            "upstream_failures",
+            "Failed upstream exchanges, by kind",
+            upstream_failures.clone(),
+        );
+        let rejects = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "rejects",
+            "Requests refused by the gateway, by origin and error code",
+            rejects.clone(),
+        );
+        let passthrough = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "passthrough_requests",
+            "Requests forwarded unguarded on passthrough paths",
+            passthrough.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reload",
+            "Configuration reload attempts, by result",
+            config_reloads.clone(),
+        );
+        let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        build_info
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build_info", "Portcullis build", build_info);
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            request_bytes,
+            response_bytes,
+            active_requests,
+            active_streams,
+            upstream_failures,
+            rejects,
+            passthrough,
+            config_reloads,
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard drops.
+    pub fn request_started(&self) -> StreamGauge {
+        self.active_requests.inc();
+        StreamGauge(self.active_requests.clone())
+    }
+
+    /// Counts a stream as active until the returned guard drops.
+    pub fn stream_started(&self) -> StreamGauge {
+        self.active_streams.inc();
+        StreamGauge(self.active_streams.clone())
+    }
+
+    /// Records a finished exchange (response headers sent).
+    pub fn exchange(&self, record: &ExchangeRecord) {
+        let route = RouteLabels {
+            route: record.route,
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: record.route,
+                model: record.model.clone(),
+                status: record.status,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&route)
+            .observe(record.duration.as_secs_f64());
+        self.request_bytes
+            .get_or_create(&route)
+            .inc_by(record.request_bytes);
+        if let Some((upstream, duration)) = &record.upstream {
+            self.upstream_duration
+                .get_or_create(&UpstreamLabels {
+                    upstream: upstream.clone(),
+                })
+                .observe(duration.as_secs_f64());
+        }
+        if let Some((origin, code)) = record.reject {
+            self.rejects
+                .get_or_create(&RejectLabels { origin, code })
+                .inc();
+        }
+    }
+
+    /// Adds response body bytes sent on `route` (called as the body is written).
+    pub fn response_bytes(&self, route: &'static str, bytes: u64) {
+        self.response_bytes
+            .get_or_create(&RouteLabels { route })
+            .inc_by(bytes);
+    }
+
+    /// Counts an upstream failure.
+    pub fn upstream_failed(&self, upstream: &Arc<str>, failure: UpstreamFailure) {
+        self.upstream_failures
+            .get_or_create(&UpstreamFailureLabels {
+                upstream: upstream.clone(),
+                kind: failure.label(),
+            })
+            .inc();
+    }
+
+    /// Counts a request forwarded on a passthrough path.
+    pub fn passthrough_forwarded(&self, upstream: &Arc<str>) {
+        self.passthrough
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.clone(),
+            })
+            .inc();
+    }
+
+    /// Counts a configuration reload attempt.
+    pub fn config_reloaded(&self, result: ReloadResult) {
+        let result = match result {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Error => "error",
+        };
+        self.config_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_are_counted_with_bounded_labels() {
+        let metrics = Metrics::new();
+        let model: Arc<str> = Arc::from("gpt-*");
+        let upstream: Arc<str> = Arc::from("openai");
+        metrics.exchange(&ExchangeRecord {
+            route: "chat_completions",
+            model,
+            status: 200,
+            duration: Duration::from_millis(3),
+            upstream: Some((upstream.clone(), Duration::from_millis(2))),
+            request_bytes: 2048,
+            reject: None,
+        });
+        metrics.upstream_failed(&upstream, UpstreamFailure::Timeout);
+        metrics.config_reloaded(ReloadResult::Error);
+        let stream = metrics.stream_started();
+        let text = metrics.encode();
+        assert!(text.contains(
+            "portcullis_http_requests_total{route=\"chat_completions\",model=\"gpt-*\",status=\"200\"} 1"
+        ), "{text}");
+        assert!(text.contains("portcullis_upstream_duration_seconds_count{upstream=\"openai\"} 1"));
+        assert!(text.contains(
+            "portcullis_upstream_failures_total{upstream=\"openai\",kind=\"timeout\"} 1"
+        ));
+        assert!(text.contains("portcullis_config_reload_total{result=\"error\"} 1"));
+        assert!(text.contains("portcullis_active_streams 1"));
+        assert!(
+            text.contains("portcullis_http_request_bytes_total{route=\"chat_completions\"} 2048")
+        );
+        drop(stream);
+        assert!(metrics.encode().contains("portcullis_active_streams 0"));
+    }
+}
