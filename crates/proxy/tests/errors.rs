@@ -1,6 +1,9 @@
 //! Every documented failure gets its OpenAI-shaped error and status; streams fail with an SSE
 //! error event after whole events only.
 
+// Helpers outside `#[test]` unwrap like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Clean traffic through the gateway is byte-identical to calling the upstream directly.
 //! Each comparison uses two fresh mock upstreams, so their response ids match.
 
+// Helpers outside `#[test]` unwrap like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{TestGateway, client, h2_client, mock_config, post_json, send};

@@ -1,5 +1,8 @@
 //! Snapshot swaps and graceful shutdown.
 
+// Helpers outside `#[test]` unwrap like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

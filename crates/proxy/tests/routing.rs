@@ -1,5 +1,8 @@
 //! Routing by model, `/v1/models`, passthrough paths, credentials and probes.
 
+// Helpers outside `#[test]` unwrap like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{TestGateway, client, mock_config, post_json, send};

@@ -1,5 +1,6 @@
 //! Shared test harness: a gateway on an ephemeral port in front of mock upstreams.
-#![allow(dead_code, unreachable_pub)]
+// Test support code: helpers outside `#[test]` functions may unwrap, as tests do.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
