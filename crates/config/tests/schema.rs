@@ -39,3 +39,70 @@ fn example_configs_validate() {
         dir.display()
     );
 }
+
+/// Every key of the schema appears in docs/config.md, written as its full path
+/// (`upstreams[].url`, `limits.max_body_bytes`) or, for top-level keys, as a `## key` heading.
+#[test]
+fn every_key_is_documented() {
+    let docs = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"),
+    )
+    .unwrap();
+    let schema = portcullis_config::json_schema();
+    let mut missing = Vec::new();
+    collect_paths(&schema, &schema, "", &mut |path, top_level| {
+        let documented = if top_level {
+            docs.contains(&format!("## `{path}`"))
+        } else {
+            docs.contains(&format!("`{path}`"))
+        };
+        if !documented {
+            missing.push(path.to_string());
+        }
+    });
+    assert!(missing.is_empty(), "undocumented config keys: {missing:?}");
+}
+
+fn collect_paths(
+    root: &serde_json::Value,
+    node: &serde_json::Value,
+    prefix: &str,
+    visit: &mut dyn FnMut(&str, bool),
+) {
+    let node = resolve(root, node);
+    if let Some(properties) = node.get("properties").and_then(|p| p.as_object()) {
+        for (key, child) in properties {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            visit(&path, prefix.is_empty());
+            collect_paths(root, child, &path, visit);
+        }
+    }
+    if let Some(items) = node.get("items") {
+        collect_paths(root, items, &format!("{prefix}[]"), visit);
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for alternative in node
+            .get(key)
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
+            collect_paths(root, alternative, prefix, visit);
+        }
+    }
+}
+
+fn resolve<'a>(root: &'a serde_json::Value, node: &'a serde_json::Value) -> &'a serde_json::Value {
+    match node
+        .get("$ref")
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.strip_prefix("#"))
+    {
+        Some(pointer) => root.pointer(pointer).unwrap_or(node),
+        None => node,
+    }
+}
