@@ -287,6 +287,29 @@ impl Reject {
         self.api_error().1.code.unwrap_or("unknown")
     }
 
+    /// A header the response must carry besides the body.
+    fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
+        match self {
+            Self::Overloaded | Self::ShuttingDown => {
+                Some((header::RETRY_AFTER, HeaderValue::from_static("1")))
+            }
+            Self::MethodNotAllowed { allow } => {
+                Some((header::ALLOW, HeaderValue::from_static(allow)))
+            }
+            Self::InvalidRequest(_)
+            | Self::BodyTooLarge { .. }
+            | Self::BodyTimeout
+            | Self::BodyAborted
+            | Self::ModelNotFound { .. }
+            | Self::RouteNotFound
+            | Self::UpstreamConnect { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::UpstreamReset { .. }
+            | Self::UpstreamStatus { .. }
+            | Self::UpstreamBadResponse { .. } => None,
+        }
+    }
+
     /// The OpenAI-shaped JSON response.
     pub fn into_response(self) -> Response<ProxyBody> {
         let (status, error) = self.api_error();
@@ -297,14 +320,8 @@ impl Reject {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        match &self {
-            Self::Overloaded | Self::ShuttingDown => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            Self::MethodNotAllowed { allow } => {
-                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            _ => {}
+        if let Some((name, value)) = self.extra_header() {
+            headers.insert(name, value);
         }
         response
     }
