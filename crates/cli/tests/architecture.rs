@@ -31,11 +31,21 @@ const FORBIDDEN_IN_PURE: &[&str] = &[
 #[test]
 fn pure_crates_do_not_depend_on_io_or_outer_crates() {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
     let packages = metadata["packages"].as_array().expect("packages");
     let mut checked = 0;
@@ -50,11 +60,20 @@ fn pure_crates_do_not_depend_on_io_or_outer_crates() {
                 continue;
             }
             let dep = dependency["name"].as_str().unwrap_or_default();
-            assert!(!FORBIDDEN_IN_PURE.contains(&dep), "{name} must not depend on {dep}");
+            assert!(
+                !FORBIDDEN_IN_PURE.contains(&dep),
+                "{name} must not depend on {dep}"
+            );
             if name == "portcullis-core" {
-                assert!(!dep.starts_with("portcullis-"), "portcullis-core must not depend on {dep}");
+                assert!(
+                    !dep.starts_with("portcullis-"),
+                    "portcullis-core must not depend on {dep}"
+                );
             }
         }
     }
-    assert!(checked >= 3, "expected the pure crates in the workspace, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected the pure crates in the workspace, found {checked}"
+    );
 }

@@ -29,6 +29,9 @@ use crate::snapshot::{Snapshot, UpstreamRuntime};
 use crate::sse::SseBody;
 use crate::upstream::{self, Outgoing};
 
+/// Longest model name written to a log line.
+const MAX_LOGGED_MODEL_CHARS: usize = 100;
+
 /// Bound on an upstream error body read to extract its message.
 const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 
@@ -37,6 +40,8 @@ pub(crate) struct Exchange {
     pub(crate) id: RequestId,
     pub(crate) route: &'static str,
     pub(crate) model: Option<Arc<str>>,
+    /// The model the client asked for, shortened; logged, never a metric label.
+    pub(crate) requested_model: Option<String>,
     pub(crate) upstream: Option<(Arc<str>, Duration)>,
     pub(crate) request_bytes: u64,
     pub(crate) reject: Option<(&'static str, &'static str)>,
@@ -53,6 +58,7 @@ impl Exchange {
             id: RequestId::from_client_or_generate(client_id),
             route: "other",
             model: None,
+            requested_model: None,
             upstream: None,
             request_bytes: 0,
             reject: None,
@@ -76,7 +82,8 @@ impl Exchange {
         tracing::info!(
             request_id = %self.id,
             route = self.route,
-            model = %model,
+            model_rule = %model,
+            model = self.requested_model.as_deref(),
             status,
             duration_ms = duration.as_secs_f64() * 1000.0,
             upstream = self.upstream.as_ref().map(|(name, _)| name.as_ref()),
@@ -109,6 +116,7 @@ pub(crate) async fn run(
     let body = read_request_body(body, snapshot.config()).await?;
     ex.request_bytes = body.len() as u64;
     let probe = probe_request(endpoint, &body).map_err(Reject::InvalidRequest)?;
+    ex.requested_model = Some(probe.model.chars().take(MAX_LOGGED_MODEL_CHARS).collect());
     let upstream = route(snapshot, ex, &probe)?;
     let response = forward(gateway, ex, upstream, endpoint, &parts, body).await?;
     let limit = snapshot.config().limits.max_response_bytes;

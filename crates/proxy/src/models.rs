@@ -5,6 +5,9 @@
 //! and size); of its answer, only models that would actually be routed to it are kept. An
 //! upstream that fails to answer is left out and logged, so one broken upstream does not
 //! break the listing.
+//!
+//! `GET /v1/models/{id}` routes `id` like a completion request would and asks that upstream;
+//! an id no upstream serves is 404 `model_not_found` without leaving the gateway.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -14,8 +17,9 @@ use http::{Method, StatusCode};
 use portcullis_config::{Glob, UpstreamId};
 use serde_json::{Value, json};
 
-use crate::body::{full, read_limited};
+use crate::body::{ProxyBody, full, read_limited};
 use crate::exchange::{Exchange, json_response};
+use crate::reject::Reject;
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
 use crate::upstream::{self, Outgoing};
@@ -63,6 +67,82 @@ pub(crate) async fn list(
     )
 }
 
+/// Answers `GET /v1/models/{id}` from the upstream that serves `id`.
+pub(crate) async fn retrieve(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    ex: &mut Exchange,
+    raw_id: &str,
+) -> Result<http::Response<ProxyBody>, Reject> {
+    let id = percent_decode(raw_id);
+    let matched = snapshot
+        .config()
+        .match_model(&id)
+        .ok_or_else(|| Reject::ModelNotFound { model: id.clone() })?;
+    ex.model = Some(snapshot.model_label(Some(matched.rule)));
+    let upstream = snapshot
+        .upstream(matched.upstream)
+        .ok_or_else(|| Reject::ModelNotFound { model: id.clone() })?;
+    let path = format!("/models/{raw_id}");
+    let empty = http::HeaderMap::new();
+    let outgoing = Outgoing {
+        method: Method::GET,
+        path: &path,
+        query: None,
+        client_headers: &empty,
+        body: full(Bytes::new()),
+        content_length: None,
+        request_id: &ex.id,
+    };
+    let request = upstream::build_request(upstream, outgoing)?;
+    let (response, elapsed) = upstream::send(upstream, request, gateway.metrics()).await?;
+    ex.upstream = Some((upstream.name.clone(), elapsed));
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(Reject::UpstreamStatus {
+            upstream: upstream.name.clone(),
+            status: status.as_u16(),
+            message: None,
+        });
+    }
+    let bytes = read_limited(response.into_body(), MAX_MODELS_BYTES, MODELS_TIMEOUT, None)
+        .await
+        .map_err(|_| Reject::UpstreamBadResponse {
+            upstream: upstream.name.clone(),
+            reason: "model response unreadable",
+        })?;
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        return Err(Reject::UpstreamBadResponse {
+            upstream: upstream.name.clone(),
+            reason: "body is not JSON",
+        });
+    }
+    Ok(json_response(status, bytes.to_vec()))
+}
+
+/// Decodes `%XX` escapes (model ids such as `org%2Fmodel`); invalid escapes stay as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn fetch_models(gateway: &Gateway, upstream: &UpstreamRuntime, ex: &Exchange) -> Vec<Value> {
     let empty = http::HeaderMap::new();
     let outgoing = Outgoing {
@@ -97,5 +177,17 @@ async fn fetch_models(gateway: &Gateway, upstream: &UpstreamRuntime, ex: &Exchan
             tracing::warn!(upstream = %upstream.name, "upstream model list unavailable; left out of /v1/models");
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn model_ids_are_percent_decoded() {
+        assert_eq!(percent_decode("meta-llama%2FLlama-3"), "meta-llama/Llama-3");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zzescape%"), "bad%zzescape%");
     }
 }

@@ -47,6 +47,8 @@ pub struct Gateway {
 enum Route {
     Guarded(Endpoint),
     Models,
+    /// `GET /v1/models/{id}`; holds the raw (still percent-encoded) id.
+    Model(String),
     Passthrough(portcullis_config::UpstreamId),
 }
 
@@ -54,7 +56,7 @@ impl Route {
     fn label(&self) -> &'static str {
         match self {
             Self::Guarded(endpoint) => endpoint.label(),
-            Self::Models => "models",
+            Self::Models | Self::Model(_) => "models",
             Self::Passthrough(_) => "passthrough",
         }
     }
@@ -65,6 +67,9 @@ impl Route {
             "/v1/completions" => (Self::Guarded(Endpoint::Completions), "POST"),
             "/v1/embeddings" => (Self::Guarded(Endpoint::Embeddings), "POST"),
             "/v1/models" => (Self::Models, "GET"),
+            _ if path.len() > "/v1/models/".len() && path.starts_with("/v1/models/") => {
+                (Self::Model(path["/v1/models/".len()..].to_string()), "GET")
+            }
             _ => {
                 return snapshot
                     .config()
@@ -159,6 +164,7 @@ impl Gateway {
                 exchange::run(self, snapshot, ex, endpoint, request, permit).await
             }
             Route::Models => Ok(models::list(self, snapshot, ex).await),
+            Route::Model(id) => models::retrieve(self, snapshot, ex, &id).await,
             Route::Passthrough(upstream) => {
                 passthrough::forward(self, snapshot, ex, upstream, request, permit).await
             }

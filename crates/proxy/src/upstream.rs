@@ -15,9 +15,11 @@ use crate::reject::{Reject, TimeoutPhase};
 use crate::snapshot::UpstreamRuntime;
 
 /// Client headers never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), framing the gateway
-/// recomputes, and every header that may carry the *client's* credentials — the upstream gets
-/// the gateway's key for it, never the caller's. `accept-encoding` is dropped so upstream
-/// responses arrive uncompressed and can be validated (and, later, scanned).
+/// recomputes, and every header that may carry the *client's* credentials or the account
+/// identity bound to them (`openai-organization`, `openai-project`) — the upstream gets the
+/// gateway's key and, if configured, the gateway's `headers`, never the caller's.
+/// `accept-encoding` is dropped so upstream responses arrive uncompressed and can be validated
+/// (and, later, scanned).
 static DROPPED_REQUEST_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
@@ -34,6 +36,8 @@ static DROPPED_REQUEST_HEADERS: &[&str] = &[
     "api-key",
     "x-api-key",
     "cookie",
+    "openai-organization",
+    "openai-project",
     "accept-encoding",
     "x-request-id",
 ];
@@ -234,6 +238,7 @@ mod tests {
             ("content-type", "application/json"),
             ("x-stainless-lang", "python"),
             ("openai-organization", "org-1"),
+            ("openai-project", "proj-1"),
         ] {
             from.append(name, HeaderValue::from_static(value));
         }
@@ -241,9 +246,6 @@ mod tests {
         copy_headers(&from, &mut to, DROPPED_REQUEST_HEADERS);
         let mut names: Vec<&str> = to.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
-        assert_eq!(
-            names,
-            vec!["content-type", "openai-organization", "x-stainless-lang"]
-        );
+        assert_eq!(names, vec!["content-type", "x-stainless-lang"]);
     }
 }

@@ -207,3 +207,47 @@ async fn probes_and_metrics_answer() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_single_model_is_retrieved_from_its_upstream() {
+    let mock = MockUpstream::start().await.unwrap();
+    let gateway = TestGateway::start(&mock_config(&mock.base_url(), "")).await;
+    let reply = send(
+        &client(),
+        Method::GET,
+        &gateway.url("/v1/models/mock-gpt"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(mock.last_request().unwrap().path, "/v1/models/mock-gpt");
+    let reply = send(
+        &client(),
+        Method::GET,
+        &gateway.url("/v1/models/gpt-unknown"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.error_code(), "model_not_found");
+}
+
+#[tokio::test]
+async fn the_model_list_keeps_the_upstream_key_order() {
+    let mock = MockUpstream::start().await.unwrap();
+    let yaml = format!(
+        "default_upstream: mock\nupstreams:\n  - {{name: mock, url: '{}'}}\n",
+        mock.base_url()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let reply = send(&client(), Method::GET, &gateway.url("/v1/models"), &[], "").await;
+    assert!(
+        reply.text().starts_with(
+            "{\"object\":\"list\",\"data\":[{\"id\":\"mock-gpt\",\"object\":\"model\""
+        ),
+        "{}",
+        reply.text()
+    );
+}

@@ -1,4 +1,4 @@
-//! `GET /v1/models` and `POST /v1/moderations`: simple valid answers for pass-through tests.
+//! `GET /v1/models`, `GET /v1/models/{id}` and `POST /v1/moderations`: simple valid answers for pass-through tests.
 
 use bytes::Bytes;
 use http::Response;
@@ -66,6 +66,30 @@ pub(crate) fn models(shared: &Shared) -> Response<MockBody> {
         wire::JSON,
         MockBody::full(shared.models_body.clone()),
     )
+}
+
+/// Serves `GET /v1/models/{id}`: the model object, or 404 for an id not served.
+pub(crate) fn model(
+    shared: &Shared,
+    method: &http::Method,
+    path: &str,
+    id: &str,
+) -> Result<Response<MockBody>> {
+    let Some(id) = shared.models.iter().find(|m| m.as_str() == id) else {
+        return Ok(wire::not_found(method, path));
+    };
+    let model = Model {
+        id,
+        object: "model",
+        created: wire::CREATED,
+        owned_by: "portcullis-mock",
+    };
+    let body = serde_json::to_vec(&model).map_err(Error::Encode)?;
+    Ok(wire::with_content_type(
+        http::StatusCode::OK,
+        wire::JSON,
+        MockBody::full(Bytes::from(body)),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -19,6 +19,7 @@
 //! | `POST /v1/completions` | legacy `text_completion`, single or streamed |
 //! | `POST /v1/embeddings` | 8-dimensional unit vectors; `encoding_format: "base64"` gives little-endian `f32`s in base64 |
 //! | `GET /v1/models` | the [`MockOptions::models`], `owned_by: "portcullis-mock"` |
+//! | `GET /v1/models/{id}` | that model's object, or 404 if it is not in [`MockOptions::models`] |
 //! | `POST /v1/moderations` | one unflagged result per input |
 //! | anything else | 404 with an OpenAI-shaped error |
 //!

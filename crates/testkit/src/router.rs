@@ -26,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) tail: ReplyTail,
     /// The `GET /v1/models` body.
     pub(crate) models_body: Bytes,
+    /// The served model ids, for `GET /v1/models/{id}`.
+    pub(crate) models: Vec<String>,
     /// Source of `chatcmpl-mock-<n>` style ids.
     counter: AtomicU64,
     /// The bounded request log.
@@ -39,6 +41,7 @@ impl Shared {
             stream_chunks,
             tail: ReplyTail::new(stream_chunks),
             models_body: catalog::models_body(models)?,
+            models: models.to_vec(),
             counter: AtomicU64::new(0),
             recorder: Recorder::default(),
         })
@@ -86,6 +89,9 @@ async fn route(
         (&Method::POST, "/v1/embeddings") => embeddings::handle(body).await,
         (&Method::GET, "/v1/models") => Ok(catalog::models(shared)),
         (&Method::POST, "/v1/moderations") => catalog::moderate(shared, body),
+        (&Method::GET, _) if path.starts_with("/v1/models/") => {
+            catalog::model(shared, method, path, &path["/v1/models/".len()..])
+        }
         // Routes are an open set of (method, path) pairs: everything else is unknown.
         _ => Ok(wire::not_found(method, path)),
     }
