@@ -23,6 +23,7 @@ use serde::de::IgnoredAny;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{ProxyBody, ReadError, Tracked, full, read_limited};
+use crate::client::{OutBody, UpstreamBody};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
@@ -164,14 +165,14 @@ async fn forward(
     endpoint: Endpoint,
     parts: &Parts,
     body: Bytes,
-) -> Result<Response<Incoming>, Reject> {
+) -> Result<Response<UpstreamBody>, Reject> {
     let outgoing = Outgoing {
         method: Method::POST,
         path: endpoint.path(),
         query: parts.uri.query(),
         client_headers: &parts.headers,
         content_length: Some(body.len() as u64),
-        body: full(body),
+        body: OutBody::Bytes(body),
         request_id: &ex.id,
     };
     let request = upstream::build_request(upstream, outgoing)?;
@@ -187,7 +188,7 @@ async fn respond(
     ex: &Exchange,
     upstream: &UpstreamRuntime,
     probe: &RequestProbe,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     permit: OwnedSemaphorePermit,
     max_response_bytes: u64,
 ) -> Result<Response<ProxyBody>, Reject> {
@@ -248,7 +249,7 @@ async fn respond(
 async fn read_upstream_body(
     gateway: &Gateway,
     upstream: &UpstreamRuntime,
-    body: Incoming,
+    body: UpstreamBody,
     limit: u64,
 ) -> Result<Bytes, Reject> {
     let timeouts = upstream.config.timeouts;
@@ -281,7 +282,7 @@ async fn read_upstream_body(
 /// OpenAI-shaped error.
 async fn upstream_status_error(
     upstream: &UpstreamRuntime,
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     metrics: &Metrics,
 ) -> Reject {
     metrics.upstream_failed(&upstream.name, UpstreamFailure::ServerError);

@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod body;
+mod client;
 mod exchange;
 mod models;
 mod passthrough;

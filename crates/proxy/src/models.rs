@@ -17,7 +17,8 @@ use http::{Method, StatusCode};
 use portcullis_config::{Glob, UpstreamId};
 use serde_json::{Value, json};
 
-use crate::body::{ProxyBody, full, read_limited};
+use crate::body::{ProxyBody, read_limited};
+use crate::client::OutBody;
 use crate::exchange::{Exchange, json_response};
 use crate::reject::Reject;
 use crate::server::Gateway;
@@ -90,7 +91,7 @@ pub(crate) async fn retrieve(
         path: &path,
         query: None,
         client_headers: &empty,
-        body: full(Bytes::new()),
+        body: OutBody::Bytes(Bytes::new()),
         content_length: None,
         request_id: &ex.id,
     };
@@ -150,7 +151,7 @@ async fn fetch_models(gateway: &Gateway, upstream: &UpstreamRuntime, ex: &Exchan
         path: "/models",
         query: None,
         client_headers: &empty,
-        body: full(Bytes::new()),
+        body: OutBody::Bytes(Bytes::new()),
         content_length: None,
         request_id: &ex.id,
     };

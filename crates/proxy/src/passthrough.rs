@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{ProxyBody, Tracked};
+use crate::client::OutBody;
 use crate::exchange::Exchange;
 use crate::reject::Reject;
 use crate::server::Gateway;
@@ -48,7 +49,7 @@ pub(crate) async fn forward(
         path,
         query: parts.uri.query(),
         client_headers: &parts.headers,
-        body: limited,
+        body: OutBody::Stream(limited),
         content_length,
         request_id: &ex.id,
     };

@@ -6,25 +6,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderValue;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use portcullis_config::{Config, CredentialSource, Upstream, UpstreamId};
 use tokio::sync::Semaphore;
 
-use crate::body::ProxyBody;
-
-/// Pooled HTTP/1.1 (and HTTP/2 over TLS ALPN) client to one upstream.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
-
-/// How long an idle pooled upstream connection is kept. Below the 60–120 s idle timeouts of
-/// common model servers and load balancers, so the gateway closes first and does not reuse a
-/// connection the upstream is closing.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+use crate::client::UpstreamClient;
 
 /// A snapshot could not be built (I/O on credentials, TLS setup).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +36,12 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
+    /// The upstream's host cannot be sent as a `host` header.
+    #[error("upstreams[{index}].url: the host is not a valid header value")]
+    HostNotAHeader {
+        /// Upstream index.
+        index: usize,
+    },
     /// The key cannot be sent as a header value.
     #[error("upstreams[{index}]: the API key contains characters not allowed in a header")]
     KeyNotAHeader {
@@ -64,7 +58,7 @@ pub enum SnapshotError {
 pub(crate) struct UpstreamRuntime {
     pub(crate) name: Arc<str>,
     pub(crate) config: Upstream,
-    pub(crate) client: HttpClient,
+    pub(crate) client: Arc<UpstreamClient>,
     /// The full header value (`Bearer …` for `authorization`), marked sensitive.
     pub(crate) credential: Option<HeaderValue>,
 }
@@ -92,7 +86,7 @@ impl Snapshot {
                 .transpose()?;
             upstreams.push(UpstreamRuntime {
                 name: Arc::from(upstream.name.as_str()),
-                client: build_client(upstream)?,
+                client: Arc::new(build_client(index, upstream)?),
                 credential,
                 config: upstream.clone(),
             });
@@ -171,7 +165,7 @@ fn resolve_credential(
     Ok(value)
 }
 
-fn build_client(upstream: &Upstream) -> Result<HttpClient, SnapshotError> {
+fn build_client(index: usize, upstream: &Upstream) -> Result<UpstreamClient, SnapshotError> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(upstream.timeouts.connect));
     http.set_nodelay(true);
@@ -181,12 +175,20 @@ fn build_client(upstream: &Upstream) -> Result<HttpClient, SnapshotError> {
         .map_err(SnapshotError::Tls)?
         .https_or_http()
         .enable_http1()
-        .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(upstream.max_idle_connections)
-        .build(tls))
+    let connect_uri = http::Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|_| SnapshotError::HostNotAHeader { index })?;
+    let host = HeaderValue::from_str(upstream.authority.as_str())
+        .map_err(|_| SnapshotError::HostNotAHeader { index })?;
+    Ok(UpstreamClient::new(
+        tls,
+        connect_uri,
+        host,
+        upstream.timeouts.connect,
+        upstream.max_idle_connections,
+    ))
 }

@@ -3,6 +3,13 @@
 //! SSE error event when the upstream fails, goes silent, or the gateway's drain deadline
 //! passes. Whatever was already sent cannot be recalled; the client always receives whole
 //! events followed, on failure, by one `data: {"error": …}` event and no `[DONE]`.
+//!
+//! Coalescing: an upstream often delivers many small chunks per socket read (one per token).
+//! Forwarding each as its own frame costs one `writev` and a TCP segment per token, which is
+//! most of a proxy's CPU on streams. The upstream body (`client::UpstreamBody`) decodes, in
+//! this task, every chunk already buffered from the upstream socket, so each poll drains all of
+//! them into one frame (up to [`MAX_BATCH_BYTES`]). It never waits for the network: no latency
+//! is added.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,39 +17,59 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use portcullis_openai::{SseFramer, StreamEnd};
 use portcullis_telemetry::{Metrics, UpstreamFailure};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use crate::body::BodyError;
+use crate::client::UpstreamBody;
 use crate::reject::{Reject, TimeoutPhase};
 
 /// Largest unfinished event held back. A chunk with a long tool-call argument can be large,
 /// but a single event beyond this means a broken upstream; raising it raises per-stream memory.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// Largest frame built by coalescing available chunks. Bounds memory per stream; raising it
+/// saves syscalls only when an upstream bursts more than this at once.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
 type CutSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+type PollFrame = Poll<Option<Result<Frame<Bytes>, BodyError>>>;
+
+/// How the upstream side of a stream stopped.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Clean end of the body.
+    Ended,
+    /// The connection failed.
+    Broken,
+    /// One event exceeded [`MAX_EVENT_BYTES`].
+    Oversized,
+    /// No data for the idle timeout.
+    Idle,
+}
 
 /// See the module docs.
 pub(crate) struct SseBody {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     framer: SseFramer,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     last_data: Instant,
     cut: CutSignal,
     finished: bool,
+    /// An upstream stop seen while a batch was returned; handled on the next poll.
+    deferred: Option<Stop>,
     upstream_name: Arc<str>,
     metrics: Arc<Metrics>,
 }
 
 impl SseBody {
     pub(crate) fn new(
-        upstream: Incoming,
+        upstream: UpstreamBody,
         idle: Duration,
         mut cut: watch::Receiver<bool>,
         upstream_name: Arc<str>,
@@ -60,24 +87,68 @@ impl SseBody {
             last_data: Instant::now(),
             cut,
             finished: false,
+            deferred: None,
             upstream_name,
             metrics,
         }
     }
 
     /// Ends the stream with an error event.
-    fn fail(
-        &mut self,
-        failure: Option<UpstreamFailure>,
-        reject: Reject,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn fail(&mut self, failure: Option<UpstreamFailure>, reject: Reject) -> PollFrame {
         self.finished = true;
         if let Some(failure) = failure {
             self.metrics.upstream_failed(&self.upstream_name, failure);
         }
         let (_, error) = reject.api_error();
-        tracing::warn!(upstream = %self.upstream_name, code = error.code.unwrap_or("-"), "stream ended with an error event");
+        tracing::warn!(
+            upstream = %self.upstream_name,
+            code = error.code.unwrap_or("-"),
+            "stream ended with an error event"
+        );
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(error.to_sse_event())))))
+    }
+
+    /// Ends the stream after the upstream stopped: cleanly after `[DONE]`, otherwise with an
+    /// error event.
+    fn conclude(&mut self, stop: Stop) -> PollFrame {
+        let upstream = self.upstream_name.clone();
+        match stop {
+            Stop::Ended => match self.framer.end() {
+                StreamEnd::Done => {
+                    self.finished = true;
+                    Poll::Ready(None)
+                }
+                StreamEnd::MissingDone => self.fail(
+                    Some(UpstreamFailure::BadResponse),
+                    Reject::UpstreamBadResponse {
+                        upstream,
+                        reason: "stream closed before [DONE]",
+                    },
+                ),
+                StreamEnd::PartialEvent => self.fail(
+                    Some(UpstreamFailure::Reset),
+                    Reject::UpstreamReset { upstream },
+                ),
+            },
+            Stop::Broken => self.fail(
+                Some(UpstreamFailure::Reset),
+                Reject::UpstreamReset { upstream },
+            ),
+            Stop::Oversized => self.fail(
+                Some(UpstreamFailure::BadResponse),
+                Reject::UpstreamBadResponse {
+                    upstream,
+                    reason: "stream event too large",
+                },
+            ),
+            Stop::Idle => self.fail(
+                Some(UpstreamFailure::Timeout),
+                Reject::UpstreamTimeout {
+                    upstream,
+                    phase: TimeoutPhase::Idle,
+                },
+            ),
+        }
     }
 
     /// Polls the idle timer; re-arms it lazily so data chunks cost no timer update.
@@ -93,23 +164,11 @@ impl SseBody {
             self.idle_timer.as_mut().reset(deadline.into());
         }
     }
-}
 
-impl Body for SseBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        if self.cut.as_mut().poll(cx).is_ready() {
-            return self.fail(None, Reject::ShuttingDown);
-        }
-        loop {
+    /// Drains every upstream chunk available now into `batch`; returns why it stopped early,
+    /// or `None` when the upstream has nothing more right now (or the batch is full).
+    fn drain_available(&mut self, cx: &mut Context<'_>, batch: &mut Batch) -> Option<Stop> {
+        while batch.len() < MAX_BATCH_BYTES {
             match Pin::new(&mut self.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
@@ -117,65 +176,85 @@ impl Body for SseBody {
                     };
                     self.last_data = Instant::now();
                     match self.framer.push(data) {
-                        Ok(events) if events.is_empty() => continue,
-                        Ok(events) => return Poll::Ready(Some(Ok(Frame::data(events)))),
-                        Err(_) => {
-                            let upstream = self.upstream_name.clone();
-                            return self.fail(
-                                Some(UpstreamFailure::BadResponse),
-                                Reject::UpstreamBadResponse {
-                                    upstream,
-                                    reason: "stream event too large",
-                                },
-                            );
-                        }
+                        Ok(events) => batch.add(events),
+                        Err(_) => return Some(Stop::Oversized),
                     }
                 }
-                Poll::Ready(Some(Err(_))) => {
-                    let upstream = self.upstream_name.clone();
-                    return self.fail(
-                        Some(UpstreamFailure::Reset),
-                        Reject::UpstreamReset { upstream },
-                    );
-                }
-                Poll::Ready(None) => {
-                    let upstream = self.upstream_name.clone();
-                    return match self.framer.end() {
-                        StreamEnd::Done => {
-                            self.finished = true;
-                            Poll::Ready(None)
-                        }
-                        StreamEnd::MissingDone => self.fail(
-                            Some(UpstreamFailure::BadResponse),
-                            Reject::UpstreamBadResponse {
-                                upstream,
-                                reason: "stream closed before [DONE]",
-                            },
-                        ),
-                        StreamEnd::PartialEvent => self.fail(
-                            Some(UpstreamFailure::Reset),
-                            Reject::UpstreamReset { upstream },
-                        ),
-                    };
-                }
-                Poll::Pending => {
-                    if self.idle_expired(cx) {
-                        let upstream = self.upstream_name.clone();
-                        return self.fail(
-                            Some(UpstreamFailure::Timeout),
-                            Reject::UpstreamTimeout {
-                                upstream,
-                                phase: TimeoutPhase::Idle,
-                            },
-                        );
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Ready(Some(Err(_))) => return Some(Stop::Broken),
+                Poll::Ready(None) => return Some(Stop::Ended),
+                Poll::Pending => return None,
             }
+        }
+        None
+    }
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> PollFrame {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(stop) = self.deferred.take() {
+            return self.conclude(stop);
+        }
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return self.fail(None, Reject::ShuttingDown);
+        }
+        let mut batch = Batch::default();
+        let stop = self.drain_available(cx, &mut batch);
+        match (batch.into_bytes(), stop) {
+            (Some(events), stop) => {
+                self.deferred = stop;
+                Poll::Ready(Some(Ok(Frame::data(events))))
+            }
+            (None, Some(stop)) => self.conclude(stop),
+            (None, None) if self.idle_expired(cx) => self.conclude(Stop::Idle),
+            (None, None) => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.finished
+    }
+}
+
+/// Event bytes released during one poll, joined without copying when there is one chunk.
+#[derive(Default)]
+struct Batch {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Batch {
+    fn add(&mut self, events: Bytes) {
+        if events.is_empty() {
+            return;
+        }
+        match (&mut self.joined, self.first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&events),
+            (None, None) => self.first = Some(events),
+            (None, Some(first)) => {
+                // Token streams add many similar chunks: reserve room for several more.
+                let mut joined = BytesMut::with_capacity(first.len() + events.len() * 8);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&events);
+                self.joined = Some(joined);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.joined.as_ref().map_or(0, BytesMut::len)
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match (self.first, self.joined) {
+            (_, Some(joined)) => Some(joined.freeze()),
+            (Some(first), None) => Some(first),
+            (None, None) => None,
+        }
     }
 }

@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
 use portcullis_core::RequestId;
 use portcullis_telemetry::{Metrics, UpstreamFailure};
 
-use crate::body::ProxyBody;
+use crate::client::{ClientError, OutBody, UpstreamBody};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::snapshot::UpstreamRuntime;
 
@@ -63,16 +62,17 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) path: &'a str,
     pub(crate) query: Option<&'a str>,
     pub(crate) client_headers: &'a HeaderMap,
-    pub(crate) body: ProxyBody,
+    pub(crate) body: OutBody,
     pub(crate) content_length: Option<u64>,
     pub(crate) request_id: &'a RequestId,
 }
 
-/// Builds the request for `upstream`.
+/// Builds the request for `upstream`: an origin-form URI (the client adds `host`) and the
+/// forwarded headers.
 pub(crate) fn build_request(
     upstream: &UpstreamRuntime,
     out: Outgoing<'_>,
-) -> Result<Request<ProxyBody>, Reject> {
+) -> Result<Request<OutBody>, Reject> {
     let config = &upstream.config;
     let mut path_and_query = String::with_capacity(
         config.base_path.len() + out.path.len() + 1 + out.query.map_or(0, str::len),
@@ -84,8 +84,6 @@ pub(crate) fn build_request(
         path_and_query.push_str(query);
     }
     let uri = Uri::builder()
-        .scheme(config.scheme.clone())
-        .authority(config.authority.clone())
         .path_and_query(path_and_query)
         .build()
         .map_err(|_| Reject::RouteNotFound)?;
@@ -141,13 +139,14 @@ pub(crate) fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// headers. Failures are counted and become the matching [`Reject`].
 pub(crate) async fn send(
     upstream: &UpstreamRuntime,
-    request: Request<ProxyBody>,
+    request: Request<OutBody>,
     metrics: &Metrics,
-) -> Result<(Response<Incoming>, Duration), Reject> {
+) -> Result<(Response<UpstreamBody>, Duration), Reject> {
     let started = Instant::now();
+    let (head, body) = request.into_parts();
     let sent = tokio::time::timeout(
         upstream.config.timeouts.first_byte,
-        upstream.client.request(request),
+        upstream.client.request(head, body),
     )
     .await;
     let elapsed = started.elapsed();
@@ -169,30 +168,32 @@ pub(crate) async fn send(
     }
 }
 
-fn classify(
-    upstream: &UpstreamRuntime,
-    error: &hyper_util::client::legacy::Error,
-) -> (UpstreamFailure, Reject) {
+fn classify(upstream: &UpstreamRuntime, error: &ClientError) -> (UpstreamFailure, Reject) {
     let name = upstream.name.clone();
-    if error.is_connect() {
-        if has_timeout(error) {
-            return (
-                UpstreamFailure::Timeout,
-                Reject::UpstreamTimeout {
-                    upstream: name,
-                    phase: TimeoutPhase::Connect,
-                },
-            );
-        }
-        return (
+    match error {
+        ClientError::ConnectTimeout => (
+            UpstreamFailure::Timeout,
+            Reject::UpstreamTimeout {
+                upstream: name,
+                phase: TimeoutPhase::Connect,
+            },
+        ),
+        ClientError::Connect(source) if has_timeout(source.as_ref()) => (
+            UpstreamFailure::Timeout,
+            Reject::UpstreamTimeout {
+                upstream: name,
+                phase: TimeoutPhase::Connect,
+            },
+        ),
+        ClientError::Connect(_) => (
             UpstreamFailure::Connect,
             Reject::UpstreamConnect { upstream: name },
-        );
+        ),
+        ClientError::Request(_) => (
+            UpstreamFailure::Reset,
+            Reject::UpstreamReset { upstream: name },
+        ),
     }
-    (
-        UpstreamFailure::Reset,
-        Reject::UpstreamReset { upstream: name },
-    )
 }
 
 fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -209,7 +210,7 @@ fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// `error: cause: cause`, for logs (no request content is ever part of these errors).
-pub(crate) fn error_chain(error: &hyper_util::client::legacy::Error) -> String {
+pub(crate) fn error_chain(error: &ClientError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
