@@ -1,0 +1,37 @@
+-- wrk script for the Portcullis load benchmark (bench/run.sh).
+--
+-- Usage: wrk ... -s bench/post.lua URL -- BODY_FILE
+--
+-- Every request is the same POST with the JSON body read from BODY_FILE, so the
+-- request is built once per wrk thread (wrk.format in wrk.init) and costs the
+-- load generator nothing per request.
+--
+-- done() prints one machine-readable line that run.sh parses instead of
+-- scraping wrk's human report:
+--   BENCH_RESULT requests=N duration_us=N bytes=N p50_us=N p90_us=N p99_us=N
+--                max_us=N connect=N read=N write=N status=N timeout=N
+-- `status` counts responses with an HTTP status above 399 (wrk's definition);
+-- run.sh checks a single request per target for 200 before loading it.
+
+function init(args)
+   local path = args[1]
+   if path == nil then
+      error("post.lua: pass the request body file after `--`")
+   end
+   local file = assert(io.open(path, "rb"))
+   wrk.body = file:read("*a")
+   file:close()
+   wrk.method = "POST"
+   wrk.headers["Content-Type"] = "application/json"
+   wrk.headers["Accept"] = "application/json, text/event-stream"
+end
+
+function done(summary, latency, requests)
+   local errors = summary.errors
+   io.write(string.format(
+      "BENCH_RESULT requests=%d duration_us=%d bytes=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d"
+         .. " connect=%d read=%d write=%d status=%d timeout=%d\n",
+      summary.requests, summary.duration, summary.bytes,
+      latency:percentile(50.0), latency:percentile(90.0), latency:percentile(99.0), latency.max,
+      errors.connect, errors.read, errors.write, errors.status, errors.timeout))
+end
