@@ -202,6 +202,58 @@ async fn upstream_refusing_connections_is_502() {
 }
 
 #[tokio::test]
+async fn upstream_not_accepting_connections_in_time_is_504() {
+    // A listener with backlog 0 whose accept queue is full drops further SYNs, so a connect
+    // to it hangs (the kernel would retry the SYN after a second): all on loopback.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let filler =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let _ = filler.connect(&addr.into());
+        fillers.push(filler);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let yaml = mock_config(
+        &format!("http://{addr}/v1"),
+        "    connect_timeout_ms: 300\n",
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let started = Instant::now();
+    expect_error(
+        &gateway,
+        &chat("mock-gpt").to_string(),
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "took {:?}",
+        started.elapsed()
+    );
+    let reply = send(&client(), Method::GET, &gateway.url("/metrics"), &[], "")
+        .await
+        .text();
+    assert!(
+        reply.contains("portcullis_upstream_failures_total{upstream=\"mock\",kind=\"timeout\"} 1"),
+        "{reply}"
+    );
+    drop(socket);
+}
+
+#[tokio::test]
 async fn upstream_closing_without_response_is_502() {
     let (_mock, gateway) = gateway_with("").await;
     expect_error(
