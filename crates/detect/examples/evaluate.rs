@@ -7,7 +7,11 @@
 //! For every source S: train on all other sources, pick per-context thresholds on the
 //! training folds only (at <= 1% FPR on *out-of-fold* training benign scores, from an
 //! inner 4-fold split by source, so the threshold is not set on scores the model was
-//! fit to), then score S. Prints markdown tables.
+//! fit to), then score S. Prints markdown tables: the raw detector (rules, classifier and their
+//! combinations, no normaliser) and, last, each fold's model inside the full `Pipeline`
+//! (normaliser + detector) on plain attacks and on base64, homoglyph, Unicode-tag, leetspeak and
+//! spaced-letter disguises of them. The classifier scores 0 on texts it does not read
+//! (`injection::classifier_reads`), as in the detector.
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -20,8 +24,10 @@ use portcullis_detect::injection::features::lowercase_in_place_offsets;
 use portcullis_detect::injection::rules::combine;
 use portcullis_detect::injection::synth::synthetic_examples;
 use portcullis_detect::injection::{
-    Featurized, Label, Model, RuleSet, TrainConfig, train_featurized,
+    ContextThreshold, Featurized, InjectionDetector, Label, Model, RuleSet, Thresholds,
+    TrainConfig, classifier_reads, train_featurized,
 };
+use portcullis_detect::{Category, Normaliser, Pipeline};
 
 const MAX_FPR: f64 = 0.01;
 /// The rules' operating point in every non-system context (see `rules.rs`).
@@ -30,8 +36,12 @@ const RULE_THRESHOLD: f32 = 0.5;
 const SYNTH_PER_CLASS: usize = 400;
 const SYNTH_SEED: u64 = 0x5947;
 const INNER_FOLDS: usize = 4;
-/// Contexts with fewer benign training records than this borrow all benign records.
-const MIN_BENIGN_PER_CONTEXT: usize = 30;
+/// Contexts with fewer benign training records than this borrow all benign records. A
+/// threshold at <= 0.5-1% FPR set on fewer than ~100 scores is just their maximum: with 30,
+/// the document context (60 MT-bench answers, nothing short, no logs or tables) got a
+/// classifier threshold of 0.48, and short log lines and table headers written as a test
+/// scored above it.
+const MIN_BENIGN_PER_CONTEXT: usize = 100;
 const METHODS: [&str; 5] = [
     "rules",
     "classifier",
@@ -87,6 +97,16 @@ fn methods(rule: f32, clf: f32, knot: (f32, f32)) -> [f32; 5] {
     ]
 }
 
+/// The classifier's score as the detector uses it: 0 for texts too short to classify
+/// (`injection::classifier_reads`).
+fn clf_score(model: &Model, lower: &str) -> f32 {
+    if classifier_reads(lower) {
+        model.score_text(lower).0.attack
+    } else {
+        0.0
+    }
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::args()
         .nth(1)
@@ -129,6 +149,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         s
     };
     let mut rows = Vec::new();
+    let mut piped: Vec<(usize, Vec<bool>)> = Vec::new();
     for held in &sources {
         let train_idx: Vec<usize> = (0..records.len())
             .filter(|&i| &records[i].source != held)
@@ -153,8 +174,24 @@ fn main() -> Result<(), Box<dyn Error>> {
         for t in &mut thresholds {
             t[4] = 0.5;
         }
+        let pipeline = fold_pipeline(model.clone(), &knots)?;
         for i in (0..records.len()).filter(|&i| &records[i].source == held) {
             let r = &records[i];
+            let transforms: &[fn(&str) -> String] = if r.label == Label::Benign {
+                &OBFUSCATIONS[..1]
+            } else {
+                &OBFUSCATIONS
+            };
+            let flags = transforms
+                .iter()
+                .map(|t| {
+                    let scan = pipeline.scan(&t(&r.text), r.context);
+                    scan.flagged
+                        .iter()
+                        .any(|c| matches!(c, Category::PromptInjection | Category::Jailbreak))
+                })
+                .collect();
+            piped.push((i, flags));
             let scores = variants(&r.text)
                 .iter()
                 .map(|t| {
@@ -162,7 +199,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     let knot = knots[ix(r.context)];
                     methods(
                         combine(&rules.scan(&lower, r.context), None),
-                        model.score_text(&lower).0.attack,
+                        clf_score(&model, &lower),
                         knot,
                     )
                 })
@@ -179,11 +216,170 @@ fn main() -> Result<(), Box<dyn Error>> {
         );
     }
     report(&records, &rows, &sources);
+    report_pipeline(&records, &piped, &sources);
     Ok(())
 }
 
+/// The fold's model as the gateway runs it: normaliser + `InjectionDetector` with the fold's
+/// thresholds (rules 0.5, classifier at the training-fold knot per context).
+fn fold_pipeline(model: Model, knots: &Knots) -> Result<Pipeline, Box<dyn Error>> {
+    let t = |c: Context| ContextThreshold {
+        rules: RULE_THRESHOLD,
+        classifier: knots[ix(c)].1,
+    };
+    let thresholds = Thresholds {
+        user_prompt: t(Context::UserPrompt),
+        tool_output: t(Context::ToolOutput),
+        document: t(Context::Document),
+        system: Thresholds::default().system,
+        assistant: t(Context::UserPrompt),
+    };
+    let detector = InjectionDetector::new(model)?.with_thresholds(thresholds);
+    Ok(Pipeline::new(
+        Normaliser::default(),
+        vec![Box::new(detector)],
+    ))
+}
+
+const OBFUSCATION_NAMES: [&str; 6] = [
+    "plain",
+    "base64",
+    "homoglyphs",
+    "Unicode tags",
+    "leetspeak",
+    "spaced letters",
+];
+/// Disguises applied to every held-out attack before the full pipeline scans it. Each is a
+/// well-known evasion; the normaliser is meant to undo all of them.
+const OBFUSCATIONS: [fn(&str) -> String; 6] = [
+    |t| t.to_string(),
+    |t| base64(t.as_bytes()),
+    |t| {
+        t.chars()
+            .map(|c| match c {
+                'a' => 'а',
+                'e' => 'е',
+                'o' => 'о',
+                'p' => 'р',
+                'c' => 'с',
+                'x' => 'х',
+                'i' => 'і',
+                _ => c,
+            })
+            .collect()
+    },
+    |t| {
+        // The attack hidden in tag characters after a harmless visible line.
+        let tags: String = t
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    char::from_u32(0xE0000 + c as u32).unwrap_or(c)
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("Thanks for the summary.{tags}")
+    },
+    |t| {
+        t.chars()
+            .map(|c| match c {
+                'a' | 'A' => '4',
+                'e' | 'E' => '3',
+                'i' | 'I' => '1',
+                'o' | 'O' => '0',
+                's' | 'S' => '5',
+                't' | 'T' => '7',
+                _ => c,
+            })
+            .collect()
+    },
+    |t| {
+        t.split_whitespace()
+            .map(|w| w.chars().map(String::from).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("   ")
+    },
+];
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Recall of the full pipeline (normaliser + injection detector, fold thresholds) on each
+/// held-out source's attacks, plain and disguised; FPR on its benign records (plain).
+fn report_pipeline(records: &[Record], piped: &[(usize, Vec<bool>)], sources: &[String]) {
+    println!(
+        "\n### Full pipeline (normaliser + detector, fold thresholds): plain and obfuscated attacks\n"
+    );
+    println!(
+        "| held-out source | positives | {} | benign FPR (plain) |",
+        OBFUSCATION_NAMES.join(" | ")
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let row = |name: &str, rows: Vec<&(usize, Vec<bool>)>| {
+        let (pos, neg): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(i, _)| records[*i].label != Label::Benign);
+        let pct = |hit: usize, n: usize| {
+            if n == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.1}%", 100.0 * hit as f64 / n as f64)
+            }
+        };
+        let cells: Vec<String> = (0..OBFUSCATION_NAMES.len())
+            .map(|t| pct(pos.iter().filter(|(_, f)| f[t]).count(), pos.len()))
+            .collect();
+        let fp = neg.iter().filter(|(_, f)| f[0]).count();
+        println!(
+            "| {name} | {} | {} | {} ({fp}/{}) |",
+            pos.len(),
+            cells.join(" | "),
+            pct(fp, neg.len()),
+            neg.len()
+        );
+    };
+    for s in sources {
+        row(
+            s,
+            piped
+                .iter()
+                .filter(|(i, _)| &records[*i].source == s)
+                .collect(),
+        );
+    }
+    for ctx in [Context::UserPrompt, Context::ToolOutput, Context::Document] {
+        row(
+            &format!("**all {}**", ctx.as_str()),
+            piped
+                .iter()
+                .filter(|(i, _)| records[*i].context == ctx)
+                .collect(),
+        );
+    }
+}
+
 /// Hyper-parameter overrides for sweeps: `PCI_L2`, `PCI_EPOCHS`, `PCI_LR`, `PCI_CHAR_MIN`,
-/// `PCI_CHAR_MAX`, `PCI_BIGRAMS` (0/1), `PCI_BITS`. Unset means the shipped default.
+/// `PCI_CHAR_MAX`, `PCI_BIGRAMS` (0/1), `PCI_BITS`, `PCI_OVERLAP`. Unset means the shipped default.
 fn config_from_env() -> TrainConfig {
     fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
         std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -209,6 +405,9 @@ fn config_from_env() -> TrainConfig {
     }
     if let Some(v) = var("PCI_BITS") {
         c.features.bucket_bits = v;
+    }
+    if let Some(v) = var("PCI_OVERLAP") {
+        c.features.window_overlap = v;
     }
     eprintln!("config: {c:?}");
     c
@@ -268,7 +467,7 @@ fn out_of_fold(ctx: &Fit<'_>, train_idx: &[usize]) -> Result<BTreeMap<usize, f32
         let model = ctx.fit(&inner_train)?;
         for i in inner_test {
             let lower = lowercase_in_place_offsets(&records[i].text);
-            oof.insert(i, model.score_text(&lower).0.attack);
+            oof.insert(i, clf_score(&model, &lower));
         }
     }
     Ok(oof)

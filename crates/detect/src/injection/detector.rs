@@ -23,6 +23,13 @@ const CLASSIFIER_REPORT_FLOOR: f32 = 0.5;
 /// every decoded view. Lowering this catches shorter encoded paraphrases at the cost of such
 /// false positives.
 const DECODED_MIN_WORDS: usize = 8;
+/// The classifier reads a text only from this many words up (counted on the canonical view;
+/// see [`classifier_reads`]). Below it there is too little wording for a bag of n-grams to tell an
+/// attack from a button label or a log line ("OK", "password reset" scored 0.74 and 0.99
+/// before this floor and the short benign synthetic examples); the rules still read every
+/// text, and short attacks are the rules' home ground ("ignore previous instructions").
+/// Raising it hands more short texts to the rules alone.
+pub const CLASSIFIER_MIN_WORDS: usize = 3;
 
 /// The shipped model: trained on the dev datasets plus synthetic examples, thresholds from
 /// leave-one-source-out evaluation. `models/README.md` says how to rebuild it.
@@ -123,7 +130,11 @@ impl InjectionDetector {
     pub fn assess(&self, text: &str, context: Context) -> Assessment {
         let lower = lowercase_in_place_offsets(text);
         let rule_hits = self.rules.scan(&lower, context);
-        let (classifier, window) = self.model.score_text(&lower);
+        let (classifier, window) = if !classifier_reads(&lower) {
+            (Scores::default(), (0, lower.len()))
+        } else {
+            self.model.score_text(&lower)
+        };
         let injection = classifier
             .injection
             .max(combine(&rule_hits, Some(Category::PromptInjection)));
@@ -155,6 +166,7 @@ impl Detector for InjectionDetector {
         // folded byte are scored again.
         let mut canonical_lower = String::new();
         let mut best: Option<(Scores, std::ops::Range<usize>)> = None;
+        let classify = classifier_reads(&input.normalised.canonical().text);
         for view in input.normalised.views() {
             let lower = lowercase_in_place_offsets(&view.text);
             for hit in self.rules.scan(&lower, context) {
@@ -168,7 +180,9 @@ impl Detector for InjectionDetector {
                     end: span.end,
                 });
             }
-            let scored = if view.kind.is_decoded() && word_count(&lower) < DECODED_MIN_WORDS {
+            let scored = if !classify
+                || (view.kind.is_decoded() && word_count(&lower) < DECODED_MIN_WORDS)
+            {
                 None
             } else if view.kind == ViewKind::LeetFolded {
                 let (a, b) = (canonical_lower.as_bytes(), lower.as_bytes());
@@ -233,9 +247,30 @@ impl Detector for InjectionDetector {
     }
 }
 
+/// Whether the classifier reads `text` at all: [`CLASSIFIER_MIN_WORDS`] words, or 24 bytes
+/// of which some are non-ASCII (CJK and Thai are written without spaces, so a whole
+/// sentence counts as one word).
+pub fn classifier_reads(text: &str) -> bool {
+    // Stops at the third word: this runs on every text, however long.
+    let is_word = |b: &u8| b.is_ascii_alphanumeric() || *b >= 0x80;
+    let mut words = 0;
+    let mut in_word = false;
+    for b in text.as_bytes() {
+        let w = is_word(b);
+        if w && !in_word {
+            words += 1;
+            if words >= CLASSIFIER_MIN_WORDS {
+                return true;
+            }
+        }
+        in_word = w;
+    }
+    text.len() >= 24 && !text.is_ascii()
+}
+
 /// Words as the classifier's features see them: runs of ASCII letters and digits or of
 /// non-ASCII bytes.
-fn word_count(text: &str) -> usize {
+pub fn word_count(text: &str) -> usize {
     let is_word = |b: &u8| b.is_ascii_alphanumeric() || *b >= 0x80;
     let bytes = text.as_bytes();
     let starts = bytes

@@ -54,22 +54,24 @@ pub struct FeatureConfig {
 }
 
 impl Default for FeatureConfig {
-    /// 2^18 buckets keeps the i8 weight table at 512 KiB for two heads; one byte-gram length
-    /// (4) costs one lookup per byte, where 3..=5 would cost three (3..=5 was not evaluated);
-    /// dropping byte grams entirely lost recall at low FPR in leave-one-source-out runs.
-    /// 2 KiB windows hold a typical attack paragraph with context, and 512 bytes of overlap
-    /// keeps a sentence split by a window edge whole in one of the two windows (256 would
-    /// be ~15% faster on long text; not evaluated).
+    /// 2^17 buckets keep the i8 weight table at 256 KiB for two heads: on varied text the
+    /// table's cache misses are the classifier's main cost, and 2^17 scored ~10% faster than
+    /// 2^18 with the same leave-one-source-out recall and FPR within a record or two (2^16
+    /// was no faster than 2^17). One byte-gram length (4) costs one lookup per byte, where
+    /// 3..=5 would cost three (3..=5 was not evaluated); dropping byte grams entirely lost
+    /// recall at low FPR in leave-one-source-out runs. 2 KiB windows hold a typical attack
+    /// paragraph with context; 256 bytes of overlap (down from 512) scores ~12% fewer bytes
+    /// on long text and gave the same leave-one-source-out numbers (see `models/REPORT.md`).
     fn default() -> Self {
         FeatureConfig {
-            bucket_bits: 18,
+            bucket_bits: 17,
             seed: 0x5eed_0f7c_0115,
             word_unigrams: true,
             word_bigrams: true,
             char_min: 4,
             char_max: 4,
             window_bytes: 2048,
-            window_overlap: 512,
+            window_overlap: 256,
         }
     }
 }
@@ -140,8 +142,10 @@ pub fn visit_features(
     config: &FeatureConfig,
     mut sink: impl FnMut(Family, u32, bool),
 ) {
+    // Generic all the way down (no `dyn` callback): the sink is a few adds in the model's
+    // scorer, and an indirect call per feature cost more than the hashing.
     let shift = 64 - u32::from(config.bucket_bits);
-    let emit = |sink: &mut dyn FnMut(Family, u32, bool), family: Family, h: u64| {
+    let mut emit = |family: Family, h: u64| {
         let m = mix(h);
         sink(family, (m >> shift) as u32, m & 1 == 1);
     };
@@ -149,6 +153,10 @@ pub fn visit_features(
     let want_words = config.word_unigrams || config.word_bigrams;
     let want_chars = config.char_max != 0;
     let (cmin, cmax) = (u32::from(config.char_min), u32::from(config.char_max));
+    let (unigrams, bigrams) = (config.word_unigrams, config.word_bigrams);
+    let single_gram = want_chars && cmin == cmax;
+    let gram_mask = u64::MAX >> (64 - 8 * cmin.clamp(1, 8));
+    let gram_salt = (u64::from(cmin) << 58) ^ seed ^ CHAR_SALT;
 
     let mut word_hash = FNV_OFFSET ^ seed;
     let mut in_word = false;
@@ -166,9 +174,7 @@ pub fn visit_features(
                 word_hash = (word_hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
                 in_word = true;
             } else if in_word {
-                finish_word(word_hash, &mut prev_word, config, &mut |f, h| {
-                    emit(&mut sink, f, h)
-                });
+                finish_word(word_hash, &mut prev_word, unigrams, bigrams, &mut emit);
                 word_hash = FNV_OFFSET ^ seed;
                 in_word = false;
             }
@@ -182,10 +188,16 @@ pub fn visit_features(
             let c = if space { b' ' } else { b };
             state = (state << 8) | u64::from(c);
             filled = (filled + 1).min(8);
+            if single_gram {
+                // The shipped config (one gram length): no inner loop, constants hoisted.
+                if filled >= cmin {
+                    emit(Family::Chars, (state & gram_mask) ^ gram_salt);
+                }
+                continue;
+            }
             for n in cmin..=cmax.min(filled) {
                 let gram = state & (u64::MAX >> (64 - 8 * n));
                 emit(
-                    &mut sink,
                     Family::Chars,
                     gram ^ (u64::from(n) << 58) ^ seed ^ CHAR_SALT,
                 );
@@ -193,9 +205,7 @@ pub fn visit_features(
         }
     }
     if want_words && in_word {
-        finish_word(word_hash, &mut prev_word, config, &mut |f, h| {
-            emit(&mut sink, f, h)
-        });
+        finish_word(word_hash, &mut prev_word, unigrams, bigrams, &mut emit);
     }
 }
 
@@ -203,13 +213,14 @@ pub fn visit_features(
 fn finish_word(
     hash: u64,
     prev: &mut Option<u64>,
-    config: &FeatureConfig,
-    emit: &mut dyn FnMut(Family, u64),
+    unigrams: bool,
+    bigrams: bool,
+    emit: &mut impl FnMut(Family, u64),
 ) {
-    if config.word_unigrams {
+    if unigrams {
         emit(Family::Words, hash ^ WORD_SALT);
     }
-    if let (true, Some(p)) = (config.word_bigrams, *prev) {
+    if let (true, Some(p)) = (bigrams, *prev) {
         emit(Family::Words, p.rotate_left(23) ^ hash ^ BIGRAM_SALT);
     }
     *prev = Some(hash);

@@ -5,8 +5,8 @@
 //! plus a bias; `P(class) = softmax([0, z_injection, z_jailbreak])`.
 //!
 //! Weights are stored as `i8` with one `f32` scale per head. The two heads of a bucket sit
-//! next to each other, so one feature costs one cache-line touch; at the default 2^18
-//! buckets the table is 512 KiB.
+//! next to each other, so one feature costs one cache-line touch; at the default 2^17
+//! buckets the table is 256 KiB.
 //!
 //! # File format (version 1, all integers little-endian)
 //!

@@ -22,8 +22,15 @@
 //! DFA cannot evaluate Unicode word boundaries on non-ASCII text and would fall back to
 //! a slower engine. Gaps are `(?:\w+\W+){0,n}?`: bounded, so matching stays linear.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::{Regex, RegexSet};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+
+/// Cache of the rule set's lazy DFA, per scanning thread. With the regex crate's default
+/// (2 MiB) the set's DFA states overflow the cache on prose longer than a few KB and matching
+/// falls back to the PikeVM, 50–60× slower (measured: 100 KB went from 14 ms to 0.28 ms with
+/// 4 MiB). Raising it costs up to this much memory per thread that scans; lowering it brings
+/// the slow path back on long or varied text.
+const RULE_SET_DFA_CACHE_BYTES: usize = 16 << 20;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -118,7 +125,7 @@ pub static RULES: &[Rule] = &[
             "instruction",
             "directive",
             "task",
-            "order",
+            "orders",
             "objective",
             "system prompt",
         ],
@@ -169,6 +176,37 @@ pub static RULES: &[Rule] = &[
         ],
         pattern: r"\b(?:(?:ignoriere|ignoriert|ignorieren sie|ignorier|vergiss|vergesst|vergessen sie|missachte|missachten sie)\W+(?:\w+\W+){0,4}?(?:anweisung|instruktion|befehl|regel|vorgabe|aufgabe|richtlinie|alles|vorherig|bisherig|obig)|(?:ignora|ignore|ignoren|olvida|olvide|olviden|descarta|omite|no hagas caso)\W+(?:\w+\W+){0,4}?(?:instrucciones|indicaciones|reglas|órdenes|directrices|todo|lo anterior)|(?:ignore|ignorez|oublie|oubliez|ne tiens pas compte|ne tenez pas compte)\W+(?:\w+\W+){0,4}?(?:instructions|consignes|règles|directives|indications|tout|ce qui précède)|(?:ignora|ignorate|dimentica|dimenticate)\W+(?:\w+\W+){0,4}?(?:istruzioni|regole|direttive|indicazioni|tutto)|(?:ignore|ignora|esqueça|esqueca|desconsidere)\W+(?:\w+\W+){0,4}?(?:instruções|instrucoes|regras|diretrizes|tudo))",
         doc: "the commonest override phrases in German, Spanish, French, Italian and Portuguese",
+    },
+    Rule {
+        id: "override.multilingual_more",
+        category: Category::PromptInjection,
+        prompt_score: 0.85,
+        data_score: 0.95,
+        keywords: &[
+            "negeer",
+            "vergeet",
+            "ignorera",
+            "glöm",
+            "zignoruj",
+            "ignoruj",
+            "zapomnij",
+            "игнорир",
+            "забудь",
+            "не обращай",
+            "talimat",
+            "kural",
+            "忽略",
+            "无视",
+            "忽视",
+            "忘记",
+            "無視",
+            "忘れ",
+            "무시",
+            "잊어",
+        ],
+        // No leading `\b`: the ASCII word boundary never holds before a non-ASCII letter.
+        pattern: r"\b(?:negeer|vergeet)\W+(?:\w+\W+){0,4}?(?:instructies|regels|opdrachten|richtlijnen|alles)\b|\b(?:ignorera|glöm)\W+(?:\w+\W+){0,4}?(?:instruktioner|regler|direktiv|allt)|\b(?:zignoruj|ignoruj|zapomnij)\W+(?:\w+\W+){0,4}?(?:instrukcje|instrukcji|polecenia|zasady|wszystko)|(?:игнорируй|игнорируйте|игнорировать|забудь|забудьте|не обращай внимания на)\W+(?:\w+\W+){0,4}?(?:инструкци|указани|правил|команд|всё|все)|(?:talimat|kural|komut)\w*\W+(?:\w+\W+){0,2}?(?:yok say|görmezden gel|unut)|(?:忽略|无视|忽视|不要理会|忘记|忘掉)[^\n]{0,12}?(?:指示|指令|说明|规则|提示|要求|设定)|(?:指示|命令|ルール|プロンプト|設定)[^\n]{0,12}?(?:無視|忘れ)|(?:지시|명령|지침|규칙|프롬프트)[^\n]{0,15}?(?:무시|잊어)",
+        doc: "the core override phrase in Dutch, Swedish, Polish, Russian, Turkish, Chinese, Japanese and Korean",
     },
     Rule {
         id: "extraction.reveal_system_prompt",
@@ -286,16 +324,7 @@ pub static RULES: &[Rule] = &[
         category: Category::PromptInjection,
         prompt_score: 0.6,
         data_score: 0.85,
-        keywords: &[
-            "answer",
-            "response",
-            "output",
-            "result",
-            "assistant",
-            "ai",
-            "bot",
-            "summary",
-        ],
+        keywords: &[":"],
         pattern: r"(?:^|\n|[.!]\s)\s*(?:answer|response|output|result|assistant|ai|bot|summary)\s*:\s*(?:task\W+)?(?:complete|completed|done|finished|ok|okay|success|n/a|none)\b",
         doc: "a fake end of the task (\"answer: done\") so that what follows reads as a new turn",
     },
@@ -419,7 +448,22 @@ pub static RULES: &[Rule] = &[
         category: Category::Jailbreak,
         prompt_score: 0.8,
         data_score: 0.85,
-        keywords: &["you", "free", "liberat", "released", "unshackle"],
+        keywords: &[
+            "bound",
+            "restricted",
+            "limited",
+            "constrained",
+            "censored",
+            "filtered",
+            "held back",
+            "subject",
+            "confined",
+            "obliged",
+            "required to follow",
+            "free",
+            "liberat",
+            "released",
+        ],
         pattern: r"\byou\W+(?:are|were|have been|will be|re)\W+(?:now\W+)?(?:no longer|not|never|free from|freed from|released from|liberated from|unshackled from|free of)\W+(?:\w+\W+){0,3}?(?:bound|restricted|limited|constrained|censored|filtered|held back|subject|confined|obliged|required to follow)\b|\b(?:free|freed|liberated|released|broken free|break free)\W+(?:\w+\W+){0,2}?(?:from|of)\W+(?:\w+\W+){0,2}?(?:restrictions|limitations|rules|guidelines|constraints|shackles|chains|confines|filters|censorship|programming|policies)\b",
         doc: "tells the model it is no longer bound by its rules",
     },
@@ -496,19 +540,13 @@ pub static RULES: &[Rule] = &[
         prompt_score: 0.75,
         data_score: 0.8,
         keywords: &[
-            "classic",
-            "jailbr",
-            "normal",
-            "developer mode",
-            "dan",
-            "filtered",
+            "[",
             "🔒",
             "🔓",
-            "two",
-            "2",
-            "dual",
-            "both",
-            "separate",
+            "responses",
+            "answers",
+            "outputs",
+            "replies",
         ],
         pattern: r"\[\s*(?:🔒|🔓)?\s*(?:classic|jailbreak|jailbroken|normal|developer mode|dan|filtered|unfiltered)\s*(?:output|response)?\s*\]|\((?:🔒|🔓)|\b(?:two|2|dual|both|separate)\W+(?:\w+\W+){0,2}?(?:responses|answers|outputs|replies)\b\W+(?:\w+\W+){0,12}?(?:normal|standard|classic|filtered|censored|unfiltered|uncensored|jailbroken)\b",
         doc: "a two-answer format: one \"normal\" answer and one from the unrestricted persona",
@@ -576,9 +614,63 @@ pub struct RuleSet {
     rules: &'static [Rule],
     set: RegexSet,
     regexes: Vec<Regex>,
-    prefilter: AhoCorasick,
-    /// For each prefilter pattern, the bitmask of rules it makes candidates.
+    /// Keyword prefilters for prompt contexts (`[0]`) and data contexts (`[1]`), each built
+    /// from the keywords of the rules that score in that context only: common words that
+    /// matter only in data ("ai", "use", "model") then cost nothing on user prompts.
+    prefilters: [Prefilter; 2],
+}
+
+/// A keyword automaton and, for each of its patterns, the bitmask of rules it makes
+/// candidates.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    automaton: AhoCorasick,
     keyword_rules: Vec<u64>,
+    /// The rules this prefilter serves (those scoring above 0 in its contexts).
+    active: u64,
+}
+
+impl Prefilter {
+    fn build(rules: &[Rule], data: bool) -> Result<Prefilter> {
+        let mut keywords: Vec<&str> = Vec::new();
+        let mut keyword_rules: Vec<u64> = Vec::new();
+        let mut active = 0u64;
+        for (i, rule) in rules.iter().enumerate() {
+            let score = if data {
+                rule.data_score
+            } else {
+                rule.prompt_score
+            };
+            if score <= 0.0 {
+                continue;
+            }
+            active |= 1 << i;
+            for &k in rule.keywords {
+                match keywords.iter().position(|&x| x == k) {
+                    Some(p) => keyword_rules[p] |= 1 << i,
+                    None => {
+                        keywords.push(k);
+                        keyword_rules.push(1 << i);
+                    }
+                }
+            }
+        }
+        // A DFA: overlapping search over ~150 keywords, many of them common words, is the
+        // rules' main cost on ordinary prose, and the DFA takes one table step per byte.
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&keywords)
+            .map_err(|source| Error::Automaton {
+                what: "injection rule keyword",
+                source,
+            })?;
+        Ok(Prefilter {
+            automaton,
+            keyword_rules,
+            active,
+        })
+    }
 }
 
 impl RuleSet {
@@ -606,36 +698,22 @@ impl RuleSet {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let set = RegexSet::new(&patterns).map_err(|e| Error::Rule {
-            rule: "(rule set)",
-            source: Box::new(e),
-        })?;
-        let mut keywords: Vec<&str> = Vec::new();
-        let mut keyword_rules: Vec<u64> = Vec::new();
-        for (i, rule) in rules.iter().enumerate() {
-            for &k in rule.keywords {
-                match keywords.iter().position(|&x| x == k) {
-                    Some(p) => keyword_rules[p] |= 1 << i,
-                    None => {
-                        keywords.push(k);
-                        keyword_rules.push(1 << i);
-                    }
-                }
-            }
-        }
-        let prefilter = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            .map_err(|source| Error::Automaton {
-                what: "injection rule keyword",
-                source,
+        let set = RegexSetBuilder::new(&patterns)
+            .dfa_size_limit(RULE_SET_DFA_CACHE_BYTES)
+            .build()
+            .map_err(|e| Error::Rule {
+                rule: "(rule set)",
+                source: Box::new(e),
             })?;
+        let prefilters = [
+            Prefilter::build(rules, false)?,
+            Prefilter::build(rules, true)?,
+        ];
         Ok(RuleSet {
             rules,
             set,
             regexes,
-            prefilter,
-            keyword_rules,
+            prefilters,
         })
     }
 
@@ -644,17 +722,13 @@ impl RuleSet {
         self.rules
     }
 
-    /// Bitmask of rules whose keywords occur in `lower`.
-    fn candidates(&self, lower: &str) -> u64 {
-        let all = if self.rules.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.rules.len()) - 1
-        };
+    /// Bitmask of rules that score in `context` and whose keywords occur in `lower`.
+    fn candidates(&self, lower: &str, context: Context) -> u64 {
+        let prefilter = &self.prefilters[usize::from(context.is_data())];
         let mut mask = 0u64;
-        for m in self.prefilter.find_overlapping_iter(lower) {
-            mask |= self.keyword_rules[m.pattern().as_usize()];
-            if mask == all {
+        for m in prefilter.automaton.find_overlapping_iter(lower) {
+            mask |= prefilter.keyword_rules[m.pattern().as_usize()];
+            if mask == prefilter.active {
                 break;
             }
         }
@@ -664,34 +738,44 @@ impl RuleSet {
     /// All rules that match lowercased `lower`, with the score they have in `context`.
     /// Rules scoring 0 in `context` are skipped.
     pub fn scan(&self, lower: &str, context: Context) -> Vec<RuleHit> {
-        let mut mask = self.candidates(lower);
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.score(context) <= 0.0 {
-                mask &= !(1u64 << i);
-            }
-        }
+        let mask = self.candidates(lower, context);
         if mask == 0 {
             return Vec::new();
         }
         let mut hits = Vec::new();
-        for i in self.set.matches(lower).iter() {
-            if mask & (1 << i) == 0 {
-                continue;
-            }
+        let mut push = |i: usize, m: regex::Match<'_>| {
             let rule = &self.rules[i];
-            if let Some(m) = self.regexes[i].find(lower) {
-                hits.push(RuleHit {
-                    rule_id: rule.id,
-                    category: rule.category,
-                    score: rule.score(context),
-                    start: m.start(),
-                    end: m.end(),
-                });
+            hits.push(RuleHit {
+                rule_id: rule.id,
+                category: rule.category,
+                score: rule.score(context),
+                start: m.start(),
+                end: m.end(),
+            });
+        };
+        if mask.count_ones() <= SET_MIN_CANDIDATES {
+            // A few candidates: each regex alone, which can skip ahead on its own literals.
+            for i in (0..self.rules.len()).filter(|i| mask & (1 << i) != 0) {
+                if let Some(m) = self.regexes[i].find(lower) {
+                    push(i, m);
+                }
+            }
+        } else {
+            for i in self.set.matches(lower).iter() {
+                if mask & (1 << i) != 0
+                    && let Some(m) = self.regexes[i].find(lower)
+                {
+                    push(i, m);
+                }
             }
         }
         hits
     }
 }
+
+/// Below this many candidate rules, `scan` runs their regexes one by one rather than the
+/// `RegexSet` over all rules. Raising it trades one pass of the set for more single passes.
+const SET_MIN_CANDIDATES: u32 = 3;
 
 /// Combines rule hits of one category (or all, with `None`) as a noisy-or: independent
 /// weak signals add up, and no number of them reaches 1.
