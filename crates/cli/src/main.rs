@@ -1,10 +1,18 @@
 //! `portcullis`: the command-line entry point. Parses arguments, sets up logging and the
-//! runtime, and hands over to a command module (`serve`, `demo`). Signals and configuration
-//! watching live here, in the shell; the gateway itself is `portcullis-proxy`.
+//! runtime, and hands over to a command module (`serve`, `demo`, `scan`, `eval`, `train`).
+//! Signals and configuration watching live here, in the shell; the gateway itself is
+//! `portcullis-proxy`, the detectors `portcullis-detect`. `scan`, `eval` and `train` are
+//! synchronous and start no async runtime.
 
+mod data;
 mod demo;
+mod eval;
+mod jsonl;
 mod load;
+mod pipeline;
+mod scan;
 mod serve;
+mod train;
 
 use std::process::ExitCode;
 
@@ -37,6 +45,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Start a built-in mock model and the gateway, and show a few exchanges.
     Demo(demo::DemoArgs),
+    /// Run the detectors over a text or JSON lines (exit 0 clean, 1 flagged, 2 error).
+    Scan(scan::ScanArgs),
+    /// Measure detection on labelled dataset files (precision, recall, FPR, latency).
+    Eval(eval::EvalArgs),
+    /// Train the injection classifier on dataset files and write a model file.
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +63,17 @@ fn main() -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
+    match cli.command {
+        Command::Serve(args) => run_async(serve::run(args)),
+        Command::Demo(args) => run_async(demo::run(args)),
+        Command::Scan(args) => scan::run(args),
+        Command::Eval(args) => offline_exit(eval::run(args)),
+        Command::Train(args) => offline_exit(train::run(args)),
+    }
+}
+
+/// Runs a server command on a multi-threaded runtime; exit code 1 on error.
+fn run_async(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,17 +84,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit code of the offline commands (`eval`, `train`): 0, or 2 with the error on stderr, as
+/// `scan` does.
+fn offline_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(scan::EXIT_ERROR)
         }
     }
 }

@@ -5,7 +5,7 @@
 //!   system-prompt extraction, role hijack, fake turns and completions, persona set-ups). High
 //!   precision, explainable, with byte spans.
 //! - [`model`]: a hashed linear classifier (word uni/bigrams + byte 4-grams, i8 weights,
-//!   ~0.5 MB) that scores text in overlapping 2 KiB windows, for paraphrases no rule
+//!   ~256 KiB) that scores text in overlapping 2 KiB windows, for paraphrases no rule
 //!   anticipates. The shipped model is `models/injection.bin` (how it was made:
 //!   `models/README.md`), embedded in the binary.
 //!
@@ -17,7 +17,8 @@
 //!
 //! Training ([`mod@train`], deterministic), synthetic examples ([`synth`]) and the labelled
 //! record reader ([`dataset`], which takes a reader; opening files is the caller's business)
-//! serve the `evaluate` and `train_model` examples.
+//! serve the `evaluate` and `train_model` examples and `portcullis train`; [`recipe`] is how the
+//! shipped model is trained.
 //!
 //! Start reading at [`InjectionDetector`], then [`rules`], [`features`] and [`model`].
 
@@ -25,12 +26,16 @@ pub mod dataset;
 mod detector;
 pub mod features;
 pub mod model;
+pub mod recipe;
 pub mod rules;
 pub mod synth;
 mod thresholds;
 pub mod train;
 
-pub use detector::{Assessment, CLASSIFIER_RULE, InjectionDetector};
+pub use detector::{
+    Assessment, CLASSIFIER_MIN_WORDS, CLASSIFIER_RULE, InjectionDetector, classifier_reads,
+    word_count,
+};
 pub use features::FeatureConfig;
 pub use model::{Model, Scores};
 pub use rules::{RuleHit, RuleSet};
