@@ -33,8 +33,9 @@ const MAX_FPR: f64 = 0.01;
 /// The rules' operating point in every non-system context (see `rules.rs`).
 const RULE_THRESHOLD: f32 = 0.5;
 /// Synthetic examples per class added to every training fold (see `synth.rs`).
-const SYNTH_PER_CLASS: usize = 400;
-const SYNTH_SEED: u64 = 0x5947;
+// The synthetic set is the shipped recipe's (crates/detect/src/injection/recipe.rs), so that the
+// evaluated model and the shipped one are trained the same way.
+use portcullis_detect::injection::recipe::{SYNTH_PER_CLASS, SYNTH_SEED};
 const INNER_FOLDS: usize = 4;
 /// Contexts with fewer benign training records than this borrow all benign records. A
 /// threshold at <= 0.5-1% FPR set on fewer than ~100 scores is just their maximum: with 30,

@@ -14,12 +14,7 @@ use std::fs::File;
 use std::io::BufReader;
 
 use portcullis_detect::injection::dataset::read_records;
-use portcullis_detect::injection::synth::synthetic_examples;
-use portcullis_detect::injection::{Label, Model, Thresholds, TrainConfig, train};
-
-/// Must match `evaluate.rs` so that the shipped model is the one that was evaluated.
-const SYNTH_PER_CLASS: usize = 400;
-const SYNTH_SEED: u64 = 0x5947;
+use portcullis_detect::injection::{Model, recipe, train};
 
 fn parse_pair(s: &str) -> Result<(f32, f32), Box<dyn Error>> {
     let (a, b) = s
@@ -38,23 +33,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         parse_pair(&args[5])?,
         parse_pair(&args[6])?,
     );
-    let system = (up.0.max(0.9), up.1.max(0.99));
     let mut paths: Vec<_> = std::fs::read_dir(&args[1])?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     paths.sort();
-    let mut examples: Vec<(String, Label)> = Vec::new();
+    let mut records = Vec::new();
     for p in &paths {
-        let records = read_records(BufReader::new(File::open(p)?))?;
-        eprintln!("{}: {} labelled records", p.display(), records.len());
-        examples.extend(records.into_iter().map(|r| (r.text, r.label)));
+        let read = read_records(BufReader::new(File::open(p)?))?;
+        eprintln!("{}: {} labelled records", p.display(), read.len());
+        records.extend(read);
     }
-    examples.extend(synthetic_examples(SYNTH_PER_CLASS, SYNTH_SEED));
-    let config = TrainConfig {
-        thresholds: Thresholds::from_stored([up, tool, doc, system]),
-        ..TrainConfig::default()
-    };
+    // The same recipe as `portcullis train` (crates/detect/src/injection/recipe.rs).
+    let examples = recipe::examples(records, true);
+    let config = recipe::train_config(recipe::thresholds(up, tool, doc));
     let started = std::time::Instant::now();
     let model = train(&examples, &config)?;
     eprintln!(
