@@ -63,9 +63,7 @@ async fn read_frames<B>(mut body: B, limit: u64, idle: Option<Duration>) -> Resu
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    // Most bodies arrive as one frame: keep it without copying.
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
+    let mut chunks = Chunks::default();
     loop {
         let next = match idle {
             Some(idle) => tokio::time::timeout(idle, body.frame())
@@ -78,28 +76,54 @@ where
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let total = first.as_ref().map_or(0, Bytes::len)
-            + joined.as_ref().map_or(0, BytesMut::len)
-            + data.len();
-        if total as u64 > limit {
+        if (chunks.len() + data.len()) as u64 > limit {
             return Err(ReadError::TooLarge);
         }
-        match (&mut joined, first.take()) {
-            (Some(buffer), _) => buffer.extend_from_slice(&data),
-            (None, None) => first = Some(data),
-            (None, Some(previous)) => {
-                let mut buffer = BytesMut::with_capacity(previous.len() + data.len());
-                buffer.extend_from_slice(&previous);
-                buffer.extend_from_slice(&data);
-                joined = Some(buffer);
+        chunks.push(data);
+    }
+    Ok(chunks.into_bytes().unwrap_or_default())
+}
+
+/// Joins byte chunks, without copying in the common case of a single chunk: the first is kept
+/// as is, and only a second one starts a buffer.
+#[derive(Default)]
+pub(crate) struct Chunks {
+    first: Option<Bytes>,
+    joined: Option<BytesMut>,
+}
+
+impl Chunks {
+    /// Appends a chunk (empty ones are ignored).
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        match (&mut self.joined, self.first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&chunk),
+            (None, None) => self.first = Some(chunk),
+            (None, Some(first)) => {
+                // Token streams add many similar chunks: reserve room for several more.
+                let mut joined = BytesMut::with_capacity(first.len() + chunk.len() * 8);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&chunk);
+                self.joined = Some(joined);
             }
         }
     }
-    Ok(match (first, joined) {
-        (_, Some(buffer)) => buffer.freeze(),
-        (Some(bytes), None) => bytes,
-        (None, None) => Bytes::new(),
-    })
+
+    /// Bytes held so far.
+    pub(crate) fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.joined.as_ref().map_or(0, BytesMut::len)
+    }
+
+    /// Everything pushed, or `None` if nothing was.
+    pub(crate) fn into_bytes(self) -> Option<Bytes> {
+        match (self.first, self.joined) {
+            (_, Some(joined)) => Some(joined.freeze()),
+            (Some(first), None) => Some(first),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Wraps a response body to hold the request's concurrency permit until the body is done,

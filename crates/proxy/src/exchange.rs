@@ -192,58 +192,93 @@ async fn respond(
     permit: OwnedSemaphorePermit,
     max_response_bytes: u64,
 ) -> Result<Response<ProxyBody>, Reject> {
-    let metrics = gateway.metrics().clone();
-    let status = response.status();
-    if status.is_server_error() {
-        return Err(upstream_status_error(upstream, response, &metrics).await);
-    }
     let is_event_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !(probe.stream && response.status().is_success() && is_event_stream) {
+        return buffered_json(
+            gateway,
+            ex.route,
+            upstream,
+            response,
+            Some(permit),
+            max_response_bytes,
+        )
+        .await;
+    }
+    let metrics = gateway.metrics().clone();
     let (parts, body) = response.into_parts();
+    let stream = SseBody::new(
+        body,
+        upstream.config.timeouts.idle,
+        gateway.cut_signal(),
+        upstream.name.clone(),
+        metrics.clone(),
+    );
+    let gauges = vec![metrics.stream_started()];
+    let tracked = Tracked::new(stream, ex.route, metrics, Some(permit), gauges);
+    response_with(
+        &parts,
+        upstream,
+        http_body_util::BodyExt::boxed_unsync(tracked),
+    )
+}
+
+/// Answers with an upstream's non-streamed response: a 5xx becomes a 502; anything else is
+/// read whole (bounded, idle timeout), checked to be JSON, and sent with the upstream's status
+/// and headers. Every upstream failure is counted.
+pub(crate) async fn buffered_json(
+    gateway: &Gateway,
+    route: &'static str,
+    upstream: &UpstreamRuntime,
+    response: Response<UpstreamBody>,
+    permit: Option<OwnedSemaphorePermit>,
+    max_response_bytes: u64,
+) -> Result<Response<ProxyBody>, Reject> {
+    let metrics = gateway.metrics().clone();
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(upstream_status_error(upstream, response, &metrics).await);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = read_upstream_body(gateway, upstream, body, max_response_bytes).await?;
+    if serde_json::from_slice::<IgnoredAny>(&bytes).is_err() {
+        metrics.upstream_failed(&upstream.name, UpstreamFailure::BadResponse);
+        let reason = if status.is_success() {
+            "body is not JSON"
+        } else {
+            "error body is not JSON"
+        };
+        return Err(bad_response(upstream, reason));
+    }
+    let tracked = Tracked::new(
+        http_body_util::Full::new(bytes),
+        route,
+        metrics,
+        permit,
+        Vec::new(),
+    );
+    let body =
+        http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(tracked, |never| {
+            match never {}
+        }));
+    response_with(&parts, upstream, body)
+}
+
+/// A response with the upstream's status and its forwardable headers.
+fn response_with(
+    parts: &http::response::Parts,
+    upstream: &UpstreamRuntime,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, Reject> {
     let mut out = Response::builder().status(parts.status);
     if let Some(headers) = out.headers_mut() {
         upstream::copy_response_headers(&parts.headers, headers);
     }
-    if probe.stream && status.is_success() && is_event_stream {
-        let stream = SseBody::new(
-            body,
-            upstream.config.timeouts.idle,
-            gateway.cut_signal(),
-            upstream.name.clone(),
-            metrics.clone(),
-        );
-        let gauges = vec![metrics.stream_started()];
-        let tracked = Tracked::new(stream, ex.route, metrics, Some(permit), gauges);
-        return out
-            .body(http_body_util::BodyExt::boxed_unsync(tracked))
-            .map_err(|_| bad_response(upstream, "invalid response headers"));
-    }
-    let bytes = read_upstream_body(gateway, upstream, body, max_response_bytes).await?;
-    if serde_json::from_slice::<IgnoredAny>(&bytes).is_err() {
-        metrics.upstream_failed(&upstream.name, UpstreamFailure::BadResponse);
-        return Err(bad_response(
-            upstream,
-            if status.is_success() {
-                "body is not JSON"
-            } else {
-                "error body is not JSON"
-            },
-        ));
-    }
-    let tracked = Tracked::new(
-        http_body_util::Full::new(bytes),
-        ex.route,
-        metrics,
-        Some(permit),
-        Vec::new(),
-    );
-    out.body(http_body_util::BodyExt::boxed_unsync(
-        http_body_util::BodyExt::map_err(tracked, |never| match never {}),
-    ))
-    .map_err(|_| bad_response(upstream, "invalid response headers"))
+    out.body(body)
+        .map_err(|_| bad_response(upstream, "invalid response headers"))
 }
 
 async fn read_upstream_body(

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::body::{ProxyBody, read_limited};
 use crate::client::OutBody;
-use crate::exchange::{Exchange, json_response};
+use crate::exchange::{self, Exchange, json_response};
 use crate::reject::Reject;
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
@@ -98,27 +98,17 @@ pub(crate) async fn retrieve(
     let request = upstream::build_request(upstream, outgoing)?;
     let (response, elapsed) = upstream::send(upstream, request, gateway.metrics()).await?;
     ex.upstream = Some((upstream.name.clone(), elapsed));
-    let status = response.status();
-    if status.is_server_error() {
-        return Err(Reject::UpstreamStatus {
-            upstream: upstream.name.clone(),
-            status: status.as_u16(),
-            message: None,
-        });
-    }
-    let bytes = read_limited(response.into_body(), MAX_MODELS_BYTES, MODELS_TIMEOUT, None)
-        .await
-        .map_err(|_| Reject::UpstreamBadResponse {
-            upstream: upstream.name.clone(),
-            reason: "model response unreadable",
-        })?;
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return Err(Reject::UpstreamBadResponse {
-            upstream: upstream.name.clone(),
-            reason: "body is not JSON",
-        });
-    }
-    Ok(json_response(status, bytes.to_vec()))
+    // The same path as a non-streamed completion: 5xx → 502, bounded read, JSON check,
+    // upstream status and headers kept, failures counted.
+    exchange::buffered_json(
+        gateway,
+        ex.route,
+        upstream,
+        response,
+        None,
+        MAX_MODELS_BYTES,
+    )
+    .await
 }
 
 /// Decodes `%XX` escapes (model ids such as `org%2Fmodel`); invalid escapes stay as written.

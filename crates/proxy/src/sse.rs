@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame};
 use portcullis_openai::{SseFramer, StreamEnd};
 use portcullis_telemetry::{Metrics, UpstreamFailure};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use crate::body::BodyError;
+use crate::body::{BodyError, Chunks};
 use crate::client::UpstreamBody;
 use crate::reject::{Reject, TimeoutPhase};
 
@@ -167,7 +167,7 @@ impl SseBody {
 
     /// Drains every upstream chunk available now into `batch`; returns why it stopped early,
     /// or `None` when the upstream has nothing more right now (or the batch is full).
-    fn drain_available(&mut self, cx: &mut Context<'_>, batch: &mut Batch) -> Option<Stop> {
+    fn drain_available(&mut self, cx: &mut Context<'_>, batch: &mut Chunks) -> Option<Stop> {
         while batch.len() < MAX_BATCH_BYTES {
             match Pin::new(&mut self.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -176,7 +176,7 @@ impl SseBody {
                     };
                     self.last_data = Instant::now();
                     match self.framer.push(data) {
-                        Ok(events) => batch.add(events),
+                        Ok(events) => batch.push(events),
                         Err(_) => return Some(Stop::Oversized),
                     }
                 }
@@ -203,7 +203,7 @@ impl Body for SseBody {
         if self.cut.as_mut().poll(cx).is_ready() {
             return self.fail(None, Reject::ShuttingDown);
         }
-        let mut batch = Batch::default();
+        let mut batch = Chunks::default();
         let stop = self.drain_available(cx, &mut batch);
         match (batch.into_bytes(), stop) {
             (Some(events), stop) => {
@@ -218,43 +218,5 @@ impl Body for SseBody {
 
     fn is_end_stream(&self) -> bool {
         self.finished
-    }
-}
-
-/// Event bytes released during one poll, joined without copying when there is one chunk.
-#[derive(Default)]
-struct Batch {
-    first: Option<Bytes>,
-    joined: Option<BytesMut>,
-}
-
-impl Batch {
-    fn add(&mut self, events: Bytes) {
-        if events.is_empty() {
-            return;
-        }
-        match (&mut self.joined, self.first.take()) {
-            (Some(joined), _) => joined.extend_from_slice(&events),
-            (None, None) => self.first = Some(events),
-            (None, Some(first)) => {
-                // Token streams add many similar chunks: reserve room for several more.
-                let mut joined = BytesMut::with_capacity(first.len() + events.len() * 8);
-                joined.extend_from_slice(&first);
-                joined.extend_from_slice(&events);
-                self.joined = Some(joined);
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.first.as_ref().map_or(0, Bytes::len) + self.joined.as_ref().map_or(0, BytesMut::len)
-    }
-
-    fn into_bytes(self) -> Option<Bytes> {
-        match (self.first, self.joined) {
-            (_, Some(joined)) => Some(joined.freeze()),
-            (Some(first), None) => Some(first),
-            (None, None) => None,
-        }
     }
 }
