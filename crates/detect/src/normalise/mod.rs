@@ -7,7 +7,7 @@
 //! | kind | what it is | read by |
 //! |---|---|---|
 //! | `Canonical` (always first) | NFKC; lookalike letters folded to ASCII inside words that mix scripts or are all lookalikes; zero-width, bidi and other format characters removed; tag-character and variation-selector smuggling decoded *inline* | every detector |
-//! | `LeetFolded` | canonical with `0→o 1→i/l 3→e 4→a 5→s 7→t @→a $→s` inside words that have two or more letters | wording detectors (classifier) |
+//! | `LeetFolded` | canonical with `0→o 1→i/l 3→e 4→a 5→s 7→t @→a $→s` inside words that mix letters and those symbols, and in text written in leetspeak also in short words of them alone ("70" → "to") | wording detectors (classifier) |
 //! | `Despaced` | canonical with runs of four or more single letters joined ("i g n o r e" → "ignore") | wording detectors |
 //! | `Decoded*` | a base64, hex, percent-encoded or rot13 segment, decoded, when the result reads as text | every detector; spans map to the whole encoded segment |
 //!

@@ -68,14 +68,18 @@ impl Detector for CanaryDetector {
             exact.push(s..s + self.canary.len());
             out.push(leak("canary_exact", 1.0, s, s + self.canary.len()));
         }
+        // Several views can show the same disguised leak (the canonical squash and the
+        // despaced view both read "P C X 7 …"); each span is reported once.
+        let mut seen: Vec<std::ops::Range<usize>> = Vec::new();
         for view in input.normalised.views() {
             for r in self.squashed_matches(&view.text) {
                 let span = view.to_original(r);
                 let inside_exact = exact
                     .iter()
                     .any(|e| e.start <= span.start && span.end <= e.end);
-                if !inside_exact {
+                if !inside_exact && !seen.contains(&span) {
                     out.push(leak("canary_normalised", 0.9, span.start, span.end));
+                    seen.push(span);
                 }
             }
         }
