@@ -213,8 +213,10 @@ pub(super) static CORE: &[Rule] = &[
             "role-play",
             "role play",
         ],
-        pattern: r"\b(?:act|behave) (?:as|like)\b|\bpretend (?:to be|you are|that you)\b|\brole-?\s?play (?:as|a|an)\b",
-        doc: "a role assignment: normal from a user, suspicious inside data",
+        // "act as" only when addressed to the reader ("you … act as", "please act as", an
+        // imperative at a sentence start): documents say "the manager will act as the contact".
+        pattern: r"(?:\byou\W+(?:\w+\W+){0,2}?|\bplease\W+|\bnow\W+|(?:^|[.!?:\n])\s*)(?:act|behave) (?:as|like)\b|\bpretend (?:to be|you are|that you)\b|\brole-?\s?play (?:as|a|an)\b",
+        doc: "a role assignment addressed to the reader: normal from a user, suspicious inside data",
     },
     Rule {
         id: "delimiter.chat_template",
