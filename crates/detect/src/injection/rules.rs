@@ -312,10 +312,12 @@ pub const REPEATED_TOKEN_MIN_RUN: usize = 20;
 pub const REPEATED_PHRASE_MAX: usize = 3;
 
 /// The byte span of the first run of [`REPEATED_TOKEN_MIN_RUN`] back-to-back repeats of a
-/// whitespace-separated token or of a phrase of up to [`REPEATED_PHRASE_MAX`] tokens, if any.
+/// token (split at spaces and control characters) or of a phrase of up to
+/// [`REPEATED_PHRASE_MAX`] tokens, if any.
 /// Tokens of punctuation only (`|`, `---`, `*`) do not count: tables and rules repeat them.
 /// Linear: one pass that keeps the last few tokens.
 pub fn repeated_token_run(lower: &str) -> Option<(usize, usize)> {
+    let bytes = lower.as_bytes();
     // The last REPEATED_PHRASE_MAX tokens, as spans, in a ring.
     let mut recent: [(usize, usize); REPEATED_PHRASE_MAX] = [(0, 0); REPEATED_PHRASE_MAX];
     let mut seen = 0usize;
@@ -323,41 +325,48 @@ pub fn repeated_token_run(lower: &str) -> Option<(usize, usize)> {
     // that run began.
     let mut run = [0usize; REPEATED_PHRASE_MAX];
     let mut run_start = [0usize; REPEATED_PHRASE_MAX];
-    let bytes = lower.as_bytes();
-    for token in lower.split_ascii_whitespace() {
-        // A subslice of `lower`: its offset is the pointer difference.
-        let start = token.as_ptr() as usize - lower.as_ptr() as usize;
-        let end = start + token.len();
-        if !token
-            .bytes()
-            .any(|b| b.is_ascii_alphanumeric() || b >= 0x80)
-        {
-            run = [0; REPEATED_PHRASE_MAX];
-            seen = 0;
-            continue;
-        }
+    let mut i = 0usize;
+    // A hand-rolled token walk: this runs on every text. `split_ascii_whitespace` with a
+    // per-token character scan cost ~19 µs on 10 KB of prose, memchr3 per token as much; one
+    // comparison per byte (every byte up to the space is a separator) ~10 µs. Whether a token
+    // holds a letter is only asked of tokens that repeat, which is rare.
+    loop {
+        i += bytes.get(i..)?.iter().position(|&b| b > b' ')?;
+        let start = i;
+        i += bytes
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| b <= b' '))
+            .unwrap_or(bytes.len() - i);
+        let end = i;
+        let token = bytes.get(start..end);
         for p in 1..=REPEATED_PHRASE_MAX {
-            if seen >= p {
-                let (s, e) = recent[(seen - p) % REPEATED_PHRASE_MAX];
-                if bytes.get(s..e) == Some(token.as_bytes()) {
-                    if run[p - 1] == 0 {
-                        run_start[p - 1] = recent[(seen - p) % REPEATED_PHRASE_MAX].0;
-                    }
-                    run[p - 1] += 1;
-                    // `run` counts tokens equal to the one p back: a phrase of p tokens
-                    // repeated n times gives p * (n - 1) of them.
-                    if run[p - 1] >= p * (REPEATED_TOKEN_MIN_RUN - 1) {
-                        return Some((run_start[p - 1], end));
-                    }
-                    continue;
-                }
+            let slot = p - 1;
+            let same = seen >= p
+                && {
+                    let (s, e) = recent[(seen - p) % REPEATED_PHRASE_MAX];
+                    // Lengths first: most neighbouring tokens differ in length.
+                    e - s == end - start
+                    && bytes.get(s..e) == token
+                    // Tables and rules repeat punctuation ("|", "---"): not a word.
+                    && token.is_some_and(|t| t.iter().any(|&b| b.is_ascii_alphanumeric() || b >= 0x80))
+                };
+            if !same {
+                run[slot] = 0;
+                continue;
             }
-            run[p - 1] = 0;
+            if run[slot] == 0 {
+                run_start[slot] = recent[(seen - p) % REPEATED_PHRASE_MAX].0;
+            }
+            run[slot] += 1;
+            // `run` counts tokens equal to the one p back: a phrase of p tokens repeated n
+            // times gives p * (n - 1) of them.
+            if run[slot] >= p * (REPEATED_TOKEN_MIN_RUN - 1) {
+                return Some((run_start[slot], end));
+            }
         }
         recent[seen % REPEATED_PHRASE_MAX] = (start, end);
         seen += 1;
     }
-    None
 }
 
 /// Below this many candidate rules, `scan` runs their regexes one by one rather than the
