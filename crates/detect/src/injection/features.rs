@@ -142,19 +142,78 @@ pub fn visit_features(
     config: &FeatureConfig,
     mut sink: impl FnMut(Family, u32, bool),
 ) {
+    visit_features_at(text, config, |_, kind, bucket, negative| {
+        sink(kind.family(), bucket, negative)
+    });
+}
+
+/// Which kind of feature an occurrence is (finer than [`Family`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A word unigram.
+    Unigram,
+    /// A word bigram; it follows its word's unigram, if unigrams are on.
+    Bigram,
+    /// A byte n-gram.
+    Gram,
+}
+
+impl Kind {
+    #[inline(always)]
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Kind::Unigram | Kind::Bigram => Family::Words,
+            Kind::Gram => Family::Chars,
+        }
+    }
+}
+
+/// [`visit_features`] with each occurrence's position and kind: `sink(pos, kind, bucket,
+/// negative)`, in the same order. A byte gram sits at the byte that completes it; a word's
+/// features at the byte after the word (the one that ends it), or at the last byte for a
+/// word that ends the text. Positions never decrease.
+#[inline]
+pub(crate) fn visit_features_at(
+    text: &[u8],
+    config: &FeatureConfig,
+    sink: impl FnMut(usize, Kind, u32, bool),
+) {
+    let shipped = config.word_unigrams
+        && config.word_bigrams
+        && config.char_max != 0
+        && config.char_min == config.char_max;
+    if shipped {
+        walk::<true>(text, config, sink);
+    } else {
+        walk::<false>(text, config, sink);
+    }
+}
+
+/// The walk behind [`visit_features_at`]. `SHIPPED` says the configuration has the shipped
+/// shape (both word families, one byte-gram length): the flags are then constants, and the
+/// loop needs fewer registers and no flag tests (it had spilled its state to the stack).
+#[inline(always)]
+fn walk<const SHIPPED: bool>(
+    text: &[u8],
+    config: &FeatureConfig,
+    mut sink: impl FnMut(usize, Kind, u32, bool),
+) {
     // Generic all the way down (no `dyn` callback): the sink is a few adds in the model's
     // scorer, and an indirect call per feature cost more than the hashing.
     let shift = 64 - u32::from(config.bucket_bits);
-    let mut emit = |family: Family, h: u64| {
+    let mut emit = |pos: usize, kind: Kind, h: u64| {
         let m = mix(h);
-        sink(family, (m >> shift) as u32, m & 1 == 1);
+        sink(pos, kind, (m >> shift) as u32, m & 1 == 1);
     };
     let seed = config.seed;
-    let want_words = config.word_unigrams || config.word_bigrams;
-    let want_chars = config.char_max != 0;
+    let want_words = SHIPPED || config.word_unigrams || config.word_bigrams;
+    let want_chars = SHIPPED || config.char_max != 0;
     let (cmin, cmax) = (u32::from(config.char_min), u32::from(config.char_max));
-    let (unigrams, bigrams) = (config.word_unigrams, config.word_bigrams);
-    let single_gram = want_chars && cmin == cmax;
+    let (unigrams, bigrams) = (
+        SHIPPED || config.word_unigrams,
+        SHIPPED || config.word_bigrams,
+    );
+    let single_gram = SHIPPED || (want_chars && cmin == cmax);
     let gram_mask = u64::MAX >> (64 - 8 * cmin.clamp(1, 8));
     let gram_salt = (u64::from(cmin) << 58) ^ seed ^ CHAR_SALT;
 
@@ -167,14 +226,14 @@ pub fn visit_features(
     let mut filled: u32 = 1;
     let mut last_space = true;
 
-    for &raw in text {
+    for (pos, &raw) in text.iter().enumerate() {
         let b = fold_digit(raw);
         if want_words {
             if is_word_byte(b) {
                 word_hash = (word_hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
                 in_word = true;
             } else if in_word {
-                finish_word(word_hash, &mut prev_word, unigrams, bigrams, &mut emit);
+                finish_word(pos, word_hash, &mut prev_word, unigrams, bigrams, &mut emit);
                 word_hash = FNV_OFFSET ^ seed;
                 in_word = false;
             }
@@ -191,37 +250,47 @@ pub fn visit_features(
             if single_gram {
                 // The shipped config (one gram length): no inner loop, constants hoisted.
                 if filled >= cmin {
-                    emit(Family::Chars, (state & gram_mask) ^ gram_salt);
+                    emit(pos, Kind::Gram, (state & gram_mask) ^ gram_salt);
                 }
                 continue;
             }
             for n in cmin..=cmax.min(filled) {
                 let gram = state & (u64::MAX >> (64 - 8 * n));
                 emit(
-                    Family::Chars,
+                    pos,
+                    Kind::Gram,
                     gram ^ (u64::from(n) << 58) ^ seed ^ CHAR_SALT,
                 );
             }
         }
     }
     if want_words && in_word {
-        finish_word(word_hash, &mut prev_word, unigrams, bigrams, &mut emit);
+        let last = text.len().saturating_sub(1);
+        finish_word(
+            last,
+            word_hash,
+            &mut prev_word,
+            unigrams,
+            bigrams,
+            &mut emit,
+        );
     }
 }
 
 #[inline(always)]
 fn finish_word(
+    pos: usize,
     hash: u64,
     prev: &mut Option<u64>,
     unigrams: bool,
     bigrams: bool,
-    emit: &mut impl FnMut(Family, u64),
+    emit: &mut impl FnMut(usize, Kind, u64),
 ) {
     if unigrams {
-        emit(Family::Words, hash ^ WORD_SALT);
+        emit(pos, Kind::Unigram, hash ^ WORD_SALT);
     }
     if let (true, Some(p)) = (bigrams, *prev) {
-        emit(Family::Words, p.rotate_left(23) ^ hash ^ BIGRAM_SALT);
+        emit(pos, Kind::Bigram, p.rotate_left(23) ^ hash ^ BIGRAM_SALT);
     }
     *prev = Some(hash);
 }

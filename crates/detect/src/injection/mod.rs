@@ -26,6 +26,7 @@ pub mod dataset;
 mod detector;
 pub mod features;
 pub mod model;
+mod overlap;
 pub mod recipe;
 pub mod rules;
 pub mod synth;

@@ -29,7 +29,8 @@
 //! | 80 | 2 × 2^bits | weights, i8, bucket-major, heads interleaved |
 //! | end − 8 | 8 | FNV-1a 64 of every byte before it |
 
-use super::features::{FeatureConfig, visit_features, windows};
+use super::features::{FeatureConfig, windows};
+use super::overlap::{self, WindowSums};
 use super::thresholds::Thresholds;
 use crate::error::{Error, Result};
 
@@ -131,20 +132,11 @@ impl Model {
 
     /// Scores one window of lowercased text.
     pub fn score_window(&self, lower: &[u8]) -> Scores {
-        let mut acc = [[0i32; HEADS]; 2];
-        let mut count = [0u32; 2];
-        visit_features(lower, &self.config, |family, bucket, negative| {
-            let f = family as usize;
-            let w = self.weights[bucket as usize];
-            count[f] += 1;
-            if negative {
-                acc[f][0] -= i32::from(w[0]);
-                acc[f][1] -= i32::from(w[1]);
-            } else {
-                acc[f][0] += i32::from(w[0]);
-                acc[f][1] += i32::from(w[1]);
-            }
-        });
+        self.score_sums(&overlap::direct(lower, &self.config, &self.weights))
+    }
+
+    fn score_sums(&self, sums: &WindowSums) -> Scores {
+        let WindowSums { acc, count } = *sums;
         let norm = [inv_sqrt(count[0]), inv_sqrt(count[1])];
         let mut z = [0f32; HEADS];
         for h in 0..HEADS {
@@ -165,27 +157,28 @@ impl Model {
     /// `keep(start, end)` holds; `None` when it holds for none. Windows depend only on the
     /// text's length and whitespace, so two texts that differ in a few non-space bytes share
     /// them, and the second needs only the windows where they differ.
+    ///
+    /// The windows overlap; their features are summed in one pass over the text (see
+    /// [`overlap`]), with the same result as scoring each on its own.
     pub fn score_windows(
         &self,
         lower: &str,
         mut keep: impl FnMut(usize, usize) -> bool,
     ) -> Option<(Scores, (usize, usize))> {
-        let spans = windows(
+        let spans: Vec<(usize, usize)> = windows(
             lower,
             self.config.window_bytes as usize,
             self.config.window_overlap as usize,
-        );
+        )
+        .into_iter()
+        .filter(|&(start, end)| keep(start, end) && lower.get(start..end).is_some())
+        .collect();
+        let sums = overlap::window_sums(lower.as_bytes(), &spans, &self.config, &self.weights);
         let mut best: Option<(Scores, (usize, usize))> = None;
-        for (start, end) in spans {
-            if !keep(start, end) {
-                continue;
-            }
-            let Some(window) = lower.as_bytes().get(start..end) else {
-                continue;
-            };
-            let s = self.score_window(window);
+        for (&span, sums) in spans.iter().zip(&sums) {
+            let s = self.score_sums(sums);
             if best.is_none_or(|b| s.attack > b.0.attack) {
-                best = Some((s, (start, end)));
+                best = Some((s, span));
             }
         }
         best
