@@ -146,7 +146,7 @@ pub(super) static CORE: &[Rule] = &[
             "programming",
             "system message",
         ],
-        pattern: r"\b(?:reveal|show|print|display|output|repeat|recite|tell|give|share|disclose|leak|expose|write|spell|dump|list|provide|paste|what)\W+(?:\w+\W+){0,4}?(?:(?:your|the|this|its)\W+(?:\w+\W+)?system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal|confidential|developer|pre|starting|first|previous|above)\W*(?:prompt|instructions?|rules|guidelines|directives|configuration)|your\W+(?:\w+\W+)?(?:prompt|instructions|rules|guidelines|directives|configuration|programming))\b",
+        pattern: r"\b(?:reveal|show|print|display|output|repeat|recite|tell|give|share|disclose|leak|expose|write|spell|dump|list|provide|paste|what)\W+(?:\w+\W+){0,4}?(?:(?:your|the|this|its)\W+(?:\w+\W+)?system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal|confidential|developer|pre|starting|previous|above)\W*(?:prompt|instructions?|rules|guidelines|directives|configuration)|your\W+(?:\w+\W+)?(?:prompt|instructions|rules|guidelines|directives|configuration|programming))\b",
         doc: "asks for the system prompt or hidden instructions",
     },
     Rule {
@@ -241,7 +241,7 @@ pub(super) static CORE: &[Rule] = &[
             "sys>",
             "instruction",
         ],
-        pattern: r"(?:^|\n)\W{0,6}(?:system|admin|administrator|developer|root|sudo)(?:\s+(?:message|prompt|instructions?|override|note|notice|update|alert|command))?\s{0,2}(?::|\]|>|\}|--)|<\s*/?\s*(?:system|sys|admin|instructions?|system_prompt|developer)\s*>|\[\s*(?:system|admin|developer)(?:\s+\w+)?\s*\]|\{\s*system\s*\}|(?:^|\n)\W{0,4}(?:new|updated|important)\s+(?:system|admin)\s+(?:message|prompt|instructions?)",
+        pattern: r"(?:^|\n)\W{0,6}(?:system|admin|administrator|developer|root|sudo)(?:\s+(?:message|prompt|instructions?|override|note|notice|update|alert|command))?\s{0,2}(?::|\]|>|\}|--)|<\s*/?\s*(?:system|sys|admin|system_prompt|developer)\s*>|\[\s*(?:system|admin|developer)(?:\s+\w+)?\s*\]|\{\s*system\s*\}|(?:^|\n)\W{0,4}(?:new|updated|important)\s+(?:system|admin)\s+(?:message|prompt|instructions?)",
         doc: "a fake system/admin turn: a role header at line start or a <system> tag",
     },
     Rule {

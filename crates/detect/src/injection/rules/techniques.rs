@@ -621,6 +621,17 @@ pub(super) static TECHNIQUES: &[Rule] = &[
         doc: "a system, maintenance, developer, debug or god mode named in fifteen languages; evidence only",
     },
     Rule {
+        id: "delimiter.instruction_tag",
+        category: Category::PromptInjection,
+        // `<instructions>` sections are ordinary prompt engineering in a user's own prompt;
+        // inside a tool result or a document they are a third party writing to the model.
+        prompt_score: 0.0,
+        data_score: 0.7,
+        keywords: &["instruction"],
+        pattern: r"<\s*/?\s*(?:instructions?|system_instructions?|new_instructions?)\s*>",
+        doc: "an `<instructions>` tag inside data; ordinary in a user's own prompt, so data only",
+    },
+    Rule {
         id: "override.multilingual_extra",
         category: Category::PromptInjection,
         prompt_score: 0.85,
