@@ -167,6 +167,15 @@ impl Detector for InjectionDetector {
         let mut canonical_lower = String::new();
         let mut best: Option<(Scores, std::ops::Range<usize>)> = None;
         let classify = classifier_reads(&input.normalised.canonical().text);
+        // Spaced-out letters ("i g n o r e") are single-letter tokens the classifier never saw
+        // in training, and it scores them as attacks: 68% of the benign dev texts, spaced out,
+        // flagged when it read them. Where the normaliser joined such runs, the classifier
+        // reads the joined view instead of the canonical one (they differ only in those runs);
+        // the rules read both.
+        let despaced = input
+            .normalised
+            .views()
+            .any(|v| v.kind == ViewKind::Despaced);
         for view in input.normalised.views() {
             let lower = lowercase_in_place_offsets(&view.text);
             for hit in self.rules.scan(&lower, context) {
@@ -182,6 +191,7 @@ impl Detector for InjectionDetector {
             }
             let scored = if !classify
                 || (view.kind.is_decoded() && word_count(&lower) < DECODED_MIN_WORDS)
+                || (despaced && view.kind == ViewKind::Canonical)
             {
                 None
             } else if view.kind == ViewKind::LeetFolded {
