@@ -9,7 +9,7 @@
 //!
 //! Matching runs on lowercased, normalised text. An aho-corasick pass over each rule's
 //! keywords (one of which every match of the rule must contain) selects the candidate
-//! rules, so clean text costs one pass; only then does the `RegexSet` run.
+//! rules, so clean text costs one pass; only then do the candidates' regexes run, each alone.
 //!
 //! Every rule has two scores: one for text the user or operator wrote (`user_prompt`,
 //! `system`, and `assistant` turns the user steered) and one for data (`tool_output`,
@@ -23,14 +23,14 @@
 //! a slower engine. Gaps are `(?:\w+\W+){0,n}?`: bounded, so matching stays linear.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::Regex;
 
-/// Cache of the rule set's lazy DFA, per scanning thread. With the regex crate's default
-/// (2 MiB) the set's DFA states overflow the cache on prose longer than a few KB and matching
-/// falls back to the PikeVM, 50–60× slower (measured: 100 KB went from 14 ms to 0.28 ms with
-/// 4 MiB). Raising it costs up to this much memory per thread that scans; lowering it brings
-/// the slow path back on long or varied text.
-const RULE_SET_DFA_CACHE_BYTES: usize = 16 << 20;
+// There is deliberately no `RegexSet` over all rules. With the 32-rule core pack a set with a
+// 16 MiB lazy-DFA cache was the fast path for texts with many candidate rules; with the
+// technique pack's 62 rules (multilingual alternations, bounded word gaps) its DFA thrashed on
+// real prompts and fell back to the PikeVM: 5.4 s for the 3,826 dev texts against 58 ms with
+// each candidate rule's regex run alone (`examples`-style timing, 2026-12-04). Each regex has
+// its own small lazy DFA, and the keyword prefilter keeps the candidates few.
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -114,7 +114,6 @@ pub fn expand(pattern: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     rules: &'static [Rule],
-    set: RegexSet,
     regexes: Vec<Regex>,
     /// Keyword prefilters for prompt contexts (`[0]`) and data contexts (`[1]`), each built
     /// from the keywords of the rules that score in that context only: common words that
@@ -128,15 +127,25 @@ pub struct RuleSet {
 struct Prefilter {
     automaton: AhoCorasick,
     keyword_rules: Vec<u64>,
-    /// The rules this prefilter serves (those scoring above 0 in its contexts).
-    active: u64,
+    /// Per keyword: whether it only counts as a whole word (see [`is_whole_word_keyword`]).
+    whole_word: Vec<bool>,
+}
+
+/// Keywords of at most this many ASCII letters count only as whole words: "ai" in "said",
+/// "stan" in "understand" and "mode" in "model" would otherwise make their rules candidates on
+/// nearly every English text, and each candidate costs a regex pass (a rule table test checks
+/// that every rule still fires on its positives). A rule whose pattern takes a short word with
+/// a suffix lists the longer form too ("parts", "laws", "hexadecimal").
+const WHOLE_WORD_KEYWORD_MAX: usize = 4;
+
+fn is_whole_word_keyword(keyword: &str) -> bool {
+    keyword.len() <= WHOLE_WORD_KEYWORD_MAX && keyword.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 impl Prefilter {
     fn build(rules: &[Rule], data: bool) -> Result<Prefilter> {
         let mut keywords: Vec<&str> = Vec::new();
         let mut keyword_rules: Vec<u64> = Vec::new();
-        let mut active = 0u64;
         for (i, rule) in rules.iter().enumerate() {
             let score = if data {
                 rule.data_score
@@ -146,7 +155,6 @@ impl Prefilter {
             if score <= 0.0 {
                 continue;
             }
-            active |= 1 << i;
             for &k in rule.keywords {
                 match keywords.iter().position(|&x| x == k) {
                     Some(p) => keyword_rules[p] |= 1 << i,
@@ -157,6 +165,7 @@ impl Prefilter {
                 }
             }
         }
+        let whole_word = keywords.iter().map(|k| is_whole_word_keyword(k)).collect();
         // A DFA: overlapping search over ~150 keywords, many of them common words, is the
         // rules' main cost on ordinary prose, and the DFA takes one table step per byte.
         let automaton = AhoCorasickBuilder::new()
@@ -170,7 +179,7 @@ impl Prefilter {
         Ok(Prefilter {
             automaton,
             keyword_rules,
-            active,
+            whole_word,
         })
     }
 }
@@ -189,7 +198,7 @@ impl RuleSet {
             });
         }
         let patterns: Vec<String> = rules.iter().map(|r| expand(r.pattern)).collect();
-        // Each rule alone first, so that an error names the rule.
+        // Each rule compiled alone, so that an error names the rule.
         let regexes = rules
             .iter()
             .zip(&patterns)
@@ -200,20 +209,12 @@ impl RuleSet {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let set = RegexSetBuilder::new(&patterns)
-            .dfa_size_limit(RULE_SET_DFA_CACHE_BYTES)
-            .build()
-            .map_err(|e| Error::Rule {
-                rule: "(rule set)",
-                source: Box::new(e),
-            })?;
         let prefilters = [
             Prefilter::build(rules, false)?,
             Prefilter::build(rules, true)?,
         ];
         Ok(RuleSet {
             rules,
-            set,
             regexes,
             prefilters,
         })
@@ -225,16 +226,73 @@ impl RuleSet {
     }
 
     /// Bitmask of rules that score in `context` and whose keywords occur in `lower`.
+    #[cfg(test)]
     fn candidates(&self, lower: &str, context: Context) -> u64 {
-        let prefilter = &self.prefilters[usize::from(context.is_data())];
         let mut mask = 0u64;
+        self.keyword_hits(lower, context, |rules, _, _| mask |= rules);
+        mask
+    }
+
+    /// Calls `hit(rules, start, end)` for every keyword occurrence in `lower` that counts
+    /// (whole-word keywords only as whole words), with the bitmask of the rules it makes
+    /// candidates in `context`.
+    fn keyword_hits(&self, lower: &str, context: Context, mut hit: impl FnMut(u64, usize, usize)) {
+        let prefilter = &self.prefilters[usize::from(context.is_data())];
+        let bytes = lower.as_bytes();
+        let is_word = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80);
         for m in prefilter.automaton.find_overlapping_iter(lower) {
-            mask |= prefilter.keyword_rules[m.pattern().as_usize()];
-            if mask == prefilter.active {
-                break;
+            let k = m.pattern().as_usize();
+            if prefilter.whole_word.get(k).copied().unwrap_or(false)
+                && (is_word(m.start().checked_sub(1).and_then(|p| bytes.get(p)))
+                    || is_word(bytes.get(m.end())))
+            {
+                continue;
+            }
+            hit(
+                prefilter.keyword_rules.get(k).copied().unwrap_or(0),
+                m.start(),
+                m.end(),
+            );
+        }
+    }
+
+    /// The stretches of `lower` each candidate rule's regex must read: [`KEYWORD_REACH`]
+    /// bytes either side of each of its keyword occurrences, merged, as `(rule, start, end)`
+    /// in text order per rule. Every match holds a keyword, so a match no longer than the
+    /// reach lies inside one stretch; on long text most rules then read a few hundred bytes
+    /// instead of all of it.
+    fn candidate_windows(&self, lower: &str, context: Context) -> Vec<(usize, usize, usize)> {
+        let mut open: [Option<(usize, usize)>; 64] = [None; 64];
+        let mut done = Vec::new();
+        let len = lower.len();
+        self.keyword_hits(lower, context, |mut rules, start, end| {
+            let (ws, we) = (
+                start.saturating_sub(KEYWORD_REACH),
+                (end + KEYWORD_REACH).min(len),
+            );
+            while rules != 0 {
+                let i = rules.trailing_zeros() as usize;
+                rules &= rules - 1;
+                let Some(slot) = open.get_mut(i) else {
+                    continue;
+                };
+                *slot = match *slot {
+                    Some((s, e)) if ws <= e => Some((s, e.max(we))),
+                    Some(w) => {
+                        done.push((i, w.0, w.1));
+                        Some((ws, we))
+                    }
+                    None => Some((ws, we)),
+                };
+            }
+        });
+        for (i, w) in open.iter().enumerate() {
+            if let Some((s, e)) = *w {
+                done.push((i, s, e));
             }
         }
-        mask
+        done.sort_unstable();
+        done
     }
 
     /// All rules that match lowercased `lower`, with the score they have in `context`.
@@ -254,38 +312,62 @@ impl RuleSet {
                 });
             }
         }
-        let mask = self.candidates(lower, context);
-        if mask == 0 {
-            return hits;
-        }
-        let mut push = |i: usize, m: regex::Match<'_>| {
-            let rule = &self.rules[i];
+        let mut last_rule = None;
+        for (i, start, end) in self.candidate_windows(lower, context) {
+            if last_rule == Some(i) {
+                continue; // this rule already matched in an earlier stretch
+            }
+            let (Some(rule), Some(regex)) = (self.rules.get(i), self.regexes.get(i)) else {
+                continue;
+            };
+            let (start, end) = widen(lower, start, end, rule.pattern);
+            let Some(m) = lower.get(start..end).and_then(|w| regex.find(w)) else {
+                continue;
+            };
+            last_rule = Some(i);
             hits.push(RuleHit {
                 rule_id: rule.id,
                 category: rule.category,
                 score: rule.score(context),
-                start: m.start(),
-                end: m.end(),
+                start: start + m.start(),
+                end: start + m.end(),
             });
-        };
-        if mask.count_ones() <= SET_MIN_CANDIDATES {
-            // A few candidates: each regex alone, which can skip ahead on its own literals.
-            for i in (0..self.rules.len()).filter(|i| mask & (1 << i) != 0) {
-                if let Some(m) = self.regexes[i].find(lower) {
-                    push(i, m);
-                }
-            }
-        } else {
-            for i in self.set.matches(lower).iter() {
-                if mask & (1 << i) != 0
-                    && let Some(m) = self.regexes[i].find(lower)
-                {
-                    push(i, m);
-                }
-            }
         }
         hits
     }
+}
+
+/// How far from a keyword occurrence a rule's regex reads, each way. A match must hold one
+/// of its rule's keywords, so every match up to this long is found; the rules' bounded gaps
+/// keep real matches to a sentence or two. Raising it costs time on long text; lowering it
+/// below the longest realistic match loses matches.
+const KEYWORD_REACH: usize = 1024;
+
+/// Moves a stretch's edges to places where the pattern reads the same as in the whole text:
+/// the start back to just after whitespace, so `\b` and `\W` see a real word start (to just
+/// after a newline for patterns that use `^`, which means a line start there), and the end
+/// to the text's end for patterns that use `$`.
+fn widen(lower: &str, start: usize, end: usize, pattern: &str) -> (usize, usize) {
+    let bytes = lower.as_bytes();
+    let head = bytes.get(..start).unwrap_or_default();
+    let start = if pattern.contains('^') {
+        head.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+    } else {
+        head.iter()
+            .rposition(u8::is_ascii_whitespace)
+            .map_or(0, |p| p + 1)
+    };
+    let end = if pattern.contains('$') {
+        lower.len()
+    } else {
+        // Forward to the next whitespace byte, so no word is cut (and the end is a char
+        // boundary).
+        bytes
+            .get(end..)
+            .and_then(|t| t.iter().position(u8::is_ascii_whitespace))
+            .map_or(lower.len(), |p| end + p)
+    };
+    (start, end)
 }
 
 /// The one structural rule: a token (or a short phrase) repeated many times in a row. Long
@@ -368,10 +450,6 @@ pub fn repeated_token_run(lower: &str) -> Option<(usize, usize)> {
         seen += 1;
     }
 }
-
-/// Below this many candidate rules, `scan` runs their regexes one by one rather than the
-/// `RegexSet` over all rules. Raising it trades one pass of the set for more single passes.
-const SET_MIN_CANDIDATES: u32 = 3;
 
 /// Combines rule hits of one category (or all, with `None`) as a noisy-or: independent
 /// weak signals add up, and no number of them reaches 1.
