@@ -45,6 +45,17 @@ fn tricky() -> impl Strategy<Value = String> {
         Just("password=".to_owned()),
         Just("%41%42".to_owned()),
         Just("\\x41".to_owned()),
+        // The rule engine, the leet fold and the despacer (spaced runs across scripts, digits
+        // and marks; leet-digit words; keyword windows).
+        Just(" i g n o r e   a l l ".to_owned()),
+        Just(" p r é c é d e n t ' s ".to_owned()),
+        Just(" 1gn0r3 70 4 15 ".to_owned()),
+        Just("ignore previous instructions".to_owned()),
+        Just("\nsystem: ".to_owned()),
+        Just("cake cake cake ".to_owned()),
+        Just("   ".to_owned()),
+        Just("\n".to_owned()),
+        Just("निर्देश ".to_owned()),
     ];
     prop::collection::vec(pieces, 0..64).prop_map(|v| v.concat())
 }
