@@ -178,12 +178,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         let pipeline = fold_pipeline(model.clone(), &knots)?;
         for i in (0..records.len()).filter(|&i| &records[i].source == held) {
             let r = &records[i];
-            let transforms: &[fn(&str) -> String] = if r.label == Label::Benign {
-                &OBFUSCATIONS[..1]
-            } else {
-                &OBFUSCATIONS
-            };
-            let flags = transforms
+            // Benign records are disguised too: a normaliser view that reads ordinary text as
+            // an attack once it is encoded or spaced out is a false positive the plain scan
+            // cannot show.
+            let flags = OBFUSCATIONS
                 .iter()
                 .map(|t| {
                     let scan = pipeline.scan(&t(&r.text), r.context);
@@ -326,7 +324,8 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Recall of the full pipeline (normaliser + injection detector, fold thresholds) on each
-/// held-out source's attacks, plain and disguised; FPR on its benign records (plain).
+/// held-out source's attacks, plain and disguised; FPR on its benign records (plain), then the
+/// benign FPR per disguise, pooled per context.
 fn report_pipeline(records: &[Record], piped: &[(usize, Vec<bool>)], sources: &[String]) {
     println!(
         "\n### Full pipeline (normaliser + detector, fold thresholds): plain and obfuscated attacks\n"
@@ -375,6 +374,27 @@ fn report_pipeline(records: &[Record], piped: &[(usize, Vec<bool>)], sources: &[
                 .iter()
                 .filter(|(i, _)| records[*i].context == ctx)
                 .collect(),
+        );
+    }
+    println!("\n### Full pipeline: benign records, plain and in the same disguises (FPR)\n");
+    println!("| context | benign | {} |", OBFUSCATION_NAMES.join(" | "));
+    println!("|---|---|---|---|---|---|---|---|");
+    for ctx in [Context::UserPrompt, Context::ToolOutput, Context::Document] {
+        let neg: Vec<_> = piped
+            .iter()
+            .filter(|(i, _)| records[*i].context == ctx && records[*i].label == Label::Benign)
+            .collect();
+        let cells: Vec<String> = (0..OBFUSCATION_NAMES.len())
+            .map(|t| {
+                let fp = neg.iter().filter(|(_, f)| f[t]).count();
+                format!("{:.1}% ({fp})", 100.0 * fp as f64 / neg.len().max(1) as f64)
+            })
+            .collect();
+        println!(
+            "| {} | {} | {} |",
+            ctx.as_str(),
+            neg.len(),
+            cells.join(" | ")
         );
     }
 }

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use portcullis_detect::injection::rules::{REPEATED_TOKEN, RULES, Rule};
 
 fn row(out: &mut String, rule: &Rule) {
-    let category = match rule.category {
-        portcullis_detect::Category::Jailbreak => "jailbreak",
-        _ => "prompt_injection",
-    };
+    let category = rule.category.as_str();
     let doc = rule.doc.replace('|', "\\|");
     out.push_str(&format!(
         "| `{}` | {} | {:.2} | {:.2} | {} |\n",

@@ -29,7 +29,7 @@ use regex::Regex;
 // 16 MiB lazy-DFA cache was the fast path for texts with many candidate rules; with the
 // technique pack's 62 rules (multilingual alternations, bounded word gaps) its DFA thrashed on
 // real prompts and fell back to the PikeVM: 5.4 s for the 3,826 dev texts against 58 ms with
-// each candidate rule's regex run alone (`examples`-style timing, 2026-12-04). Each regex has
+// each candidate rule's regex run alone (a one-off timing loop, 2026-12-04). Each regex has
 // its own small lazy DFA, and the keyword prefilter keeps the candidates few.
 use serde::Serialize;
 
@@ -115,6 +115,9 @@ pub fn expand(pattern: &str) -> String {
 pub struct RuleSet {
     rules: &'static [Rule],
     regexes: Vec<Regex>,
+    /// Per rule: whether its pattern uses `$` (end of text), so a stretch must run to the
+    /// text's end for it. Read off the pattern once, here, not per scan.
+    ends_at_text_end: Vec<bool>,
     /// Keyword prefilters for prompt contexts (`[0]`) and data contexts (`[1]`), each built
     /// from the keywords of the rules that score in that context only: common words that
     /// matter only in data ("ai", "use", "model") then cost nothing on user prompts.
@@ -213,9 +216,11 @@ impl RuleSet {
             Prefilter::build(rules, false)?,
             Prefilter::build(rules, true)?,
         ];
+        let ends_at_text_end = rules.iter().map(|r| r.pattern.contains('$')).collect();
         Ok(RuleSet {
             rules,
             regexes,
+            ends_at_text_end,
             prefilters,
         })
     }
@@ -320,8 +325,11 @@ impl RuleSet {
             let (Some(rule), Some(regex)) = (self.rules.get(i), self.regexes.get(i)) else {
                 continue;
             };
-            let (start, end) = widen(lower, start, end, rule.pattern);
-            let Some(m) = lower.get(start..end).and_then(|w| regex.find(w)) else {
+            let to_end = self.ends_at_text_end.get(i).copied().unwrap_or(true);
+            let (start, end) = stretch_bounds(lower, start, end, to_end);
+            // `find_at` reads the bytes before `start` for `^` and `\b`, so the stretch's
+            // start needs no care; only its end is cut (at whitespace).
+            let Some(m) = lower.get(..end).and_then(|h| regex.find_at(h, start)) else {
                 continue;
             };
             last_rule = Some(i);
@@ -329,8 +337,8 @@ impl RuleSet {
                 rule_id: rule.id,
                 category: rule.category,
                 score: rule.score(context),
-                start: start + m.start(),
-                end: start + m.end(),
+                start: m.start(),
+                end: m.end(),
             });
         }
         hits
@@ -343,31 +351,22 @@ impl RuleSet {
 /// below the longest realistic match loses matches.
 const KEYWORD_REACH: usize = 1024;
 
-/// Moves a stretch's edges to places where the pattern reads the same as in the whole text:
-/// the start back to just after whitespace, so `\b` and `\W` see a real word start (to just
-/// after a newline for patterns that use `^`, which means a line start there), and the end
-/// to the text's end for patterns that use `$`.
-fn widen(lower: &str, start: usize, end: usize, pattern: &str) -> (usize, usize) {
-    let bytes = lower.as_bytes();
-    let head = bytes.get(..start).unwrap_or_default();
-    let start = if pattern.contains('^') {
-        head.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
-    } else {
-        head.iter()
-            .rposition(u8::is_ascii_whitespace)
-            .map_or(0, |p| p + 1)
-    };
-    let end = if pattern.contains('$') {
-        lower.len()
-    } else {
-        // Forward to the next whitespace byte, so no word is cut (and the end is a char
-        // boundary).
-        bytes
-            .get(end..)
-            .and_then(|t| t.iter().position(u8::is_ascii_whitespace))
-            .map_or(lower.len(), |p| end + p)
-    };
-    (start, end)
+/// A stretch's bounds on char boundaries, its end moved forward to the next whitespace (at
+/// most [`KEYWORD_REACH`] further), so that no word is cut and `\b` and `\W` read the end as
+/// in the whole text; `to_end` runs it to the text's end, for patterns with `$`. The start
+/// needs no widening: the search starts there with `find_at`, which sees the text before it.
+fn stretch_bounds(lower: &str, start: usize, end: usize, to_end: bool) -> (usize, usize) {
+    let start = lower.floor_char_boundary(start);
+    if to_end {
+        return (start, lower.len());
+    }
+    let limit = (end + KEYWORD_REACH).min(lower.len());
+    let end = lower
+        .as_bytes()
+        .get(end..limit)
+        .and_then(|t| t.iter().position(u8::is_ascii_whitespace))
+        .map_or(limit, |p| end + p);
+    (start, lower.floor_char_boundary(end).max(start))
 }
 
 /// The one structural rule: a token (or a short phrase) repeated many times in a row. Long

@@ -284,8 +284,8 @@ fn flush(
     letters: &mut usize,
     runs: &mut Vec<Vec<std::ops::Range<usize>>>,
 ) {
-    // Trailing passengers (a closing quote, a full stop's neighbour) belong to the run only if
-    // letters follow them; otherwise they stay where they are, outside it.
+    // Passengers at the run's end (a closing quote, a "?") stay in it: they are copied in place
+    // either way, and at the run's own gap no space is put before them.
     if *letters >= MIN_SPACED_LETTERS {
         runs.push(std::mem::take(cur));
     } else {
