@@ -6,7 +6,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use portcullis_config::{Config, CredentialSource, RawConfig, RawUpstream, parse_yaml};
+use portcullis_config::{
+    Config, CredentialSource, PolicySource, RawConfig, RawUpstream, parse_yaml,
+};
 use portcullis_proxy::Snapshot;
 
 /// Where the configuration comes from.
@@ -18,7 +20,7 @@ pub(crate) enum Source {
         listen: Option<String>,
     },
     /// Built from flags; never reloaded.
-    Flags(RawConfig),
+    Flags(Box<RawConfig>),
 }
 
 /// A loaded configuration and the fingerprint of everything it was read from (the file and
@@ -77,8 +79,9 @@ impl Source {
     }
 }
 
-/// Hash of the config text plus the contents of the key files the *current* config names, so
-/// that rotating a mounted Secret triggers a reload too.
+/// Hash of the config text plus the contents of the key files and policy bundle files the
+/// *current* config names, so that rotating a mounted Secret or editing a policy ConfigMap
+/// triggers a reload too.
 fn fingerprint(text: &str, config: &Config) -> u64 {
     let mut hasher = DefaultHasher::new();
     text.hash(&mut hasher);
@@ -87,7 +90,37 @@ fn fingerprint(text: &str, config: &Config) -> u64 {
             std::fs::read(path).unwrap_or_default().hash(&mut hasher);
         }
     }
+    if let PolicySource::Dir(dir) = &config.guard.policy {
+        hash_tree(dir, 0, &mut hasher);
+    }
     hasher.finish()
+}
+
+/// Hashes names and contents of the policy and data files under `dir` (as the bundle reader
+/// sees them: hidden entries skipped, bounded depth).
+fn hash_tree(dir: &Path, depth: usize, hasher: &mut DefaultHasher) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if depth < 16 {
+                hash_tree(&path, depth + 1, hasher);
+            }
+        } else if name.ends_with(".rego") || name.starts_with("data.") {
+            name.hash(hasher);
+            std::fs::read(&path).unwrap_or_default().hash(hasher);
+        }
+    }
 }
 
 /// Builds a configuration from `--upstream [MODELS=]URL` flags. A bare URL is the default

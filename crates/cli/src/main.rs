@@ -1,8 +1,8 @@
 //! `portcullis`: the command-line entry point. Parses arguments, sets up logging and the
-//! runtime, and hands over to a command module (`serve`, `demo`, `scan`, `eval`, `train`).
-//! Signals and configuration watching live here, in the shell; the gateway itself is
-//! `portcullis-proxy`, the detectors `portcullis-detect`. `scan`, `eval` and `train` are
-//! synchronous and start no async runtime.
+//! runtime, and hands over to a command module (`serve`, `demo`, `scan`, `eval`, `train`,
+//! `policy`). Signals and configuration watching live here, in the shell; the gateway itself is
+//! `portcullis-proxy`, the detectors `portcullis-detect`, the Rego engine `portcullis-policy`.
+//! `scan`, `eval`, `train` and `policy` are synchronous and start no async runtime.
 
 mod data;
 mod demo;
@@ -10,6 +10,7 @@ mod eval;
 mod jsonl;
 mod load;
 mod pipeline;
+mod policy;
 mod scan;
 mod serve;
 mod train;
@@ -51,6 +52,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train the injection classifier on dataset files and write a model file.
     Train(train::TrainArgs),
+    /// Test policy bundles and evaluate decisions (`policy test`, `policy eval`).
+    Policy(policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(args),
         Command::Eval(args) => offline_exit(eval::run(args)),
         Command::Train(args) => offline_exit(train::run(args)),
+        Command::Policy(args) => policy::run(args),
     }
 }
 

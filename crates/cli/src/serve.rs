@@ -51,11 +51,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             path,
             listen: args.listen,
         },
-        None => Source::Flags(raw_from_flags(
+        None => Source::Flags(Box::new(raw_from_flags(
             args.listen,
             &args.upstreams,
             &args.key_envs,
-        )?),
+        )?)),
     };
     let loaded = source.load()?;
     let metrics = Arc::new(Metrics::new());

@@ -329,3 +329,73 @@ fn demo_runs_its_script_successfully() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_bundle_edits_reload_and_an_invalid_bundle_keeps_the_old_policy() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("policy");
+    std::fs::create_dir(&bundle).unwrap();
+    let allow = "package portcullis\n\ndecision := {\"action\": \"allow\"}\n";
+    let deny = "package portcullis\n\ndecision := {\"action\": \"deny\", \"code\": \"closed_for_lunch\", \"reasons\": [\"closed\"]}\n";
+    std::fs::write(bundle.join("policy.rego"), allow).unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    let yaml = format!("{}policy:\n  bundle: {}\n", config(&mock), bundle.display());
+    std::fs::write(&path, yaml).unwrap();
+    let gateway = Portcullis::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--watch-interval-ms",
+        "100",
+    ]);
+    let chat_url = gateway.url("/v1/chat/completions");
+    let metrics_url = gateway.url("/metrics");
+    let send = move || http("POST", &chat_url, Some(&chat("mock-gpt")));
+    let metric = move |needle: &str| {
+        http("GET", &metrics_url, None)
+            .1
+            .lines()
+            .any(|l| l.starts_with(needle))
+    };
+    let s = send.clone();
+    assert_eq!(tokio::task::spawn_blocking(s).await.unwrap().0, 200);
+
+    // Editing a bundle file reloads: the new policy denies.
+    std::fs::write(bundle.join("policy.rego"), deny).unwrap();
+    let m = metric.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("bundle reload", || {
+            m("portcullis_config_reload_total{result=\"applied\"} 1")
+        })
+    })
+    .await
+    .unwrap();
+    let s = send.clone();
+    let (status, body) = tokio::task::spawn_blocking(s).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("closed_for_lunch"), "{body}");
+
+    // A bundle that does not compile is refused; the deny policy stays.
+    std::fs::write(
+        bundle.join("policy.rego"),
+        "package portcullis\n\ndecision := {\n",
+    )
+    .unwrap();
+    let m = metric.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("reload error", || {
+            m("portcullis_config_reload_total{result=\"error\"} 1")
+        })
+    })
+    .await
+    .unwrap();
+    let s = send.clone();
+    let (status, body) = tokio::task::spawn_blocking(s).await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("closed_for_lunch"), "{body}");
+    assert!(
+        gateway
+            .find_log("configuration reload failed; keeping the previous configuration")
+            .is_some()
+    );
+}

@@ -35,6 +35,114 @@ pub struct RawConfig {
     /// Graceful shutdown.
     #[serde(default)]
     pub shutdown: RawShutdown,
+    /// The Rego policy bundle that decides on every guarded exchange.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// Inspection and enforcement on the guarded routes (detectors, policy, stream scanning).
+    #[serde(default)]
+    pub guard: RawGuard,
+}
+
+/// Where the policy comes from and what happens when it cannot decide.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Directory of `.rego` files plus optional `data.json` / `data.yaml` (an OPA-style
+    /// bundle; subdirectories included). Without it the embedded default bundle decides.
+    /// Re-read on every reload; an invalid bundle keeps the previous one.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// What an exchange gets when the policy errors or returns no decision: `deny` (default,
+    /// fail closed) or `allow` (fail open; counted and logged either way).
+    #[serde(default)]
+    pub on_error: Option<RawOnError>,
+}
+
+/// A failure mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnError {
+    /// Refuse the exchange.
+    Deny,
+    /// Let the exchange proceed.
+    Allow,
+}
+
+/// How a denied exchange is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDenyWith {
+    /// An OpenAI-shaped error, status 400, `code` naming the violation.
+    Error,
+    /// A synthetic completion (`finish_reason: content_filter`) carrying a refusal, for
+    /// clients that cannot handle errors. Embeddings always get the error.
+    Refusal,
+}
+
+/// What a stream does when a possible finding would hold more than the window allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOverflow {
+    /// End the stream (default).
+    Block,
+    /// Release the held text unredacted.
+    Release,
+}
+
+/// Guard settings. Every field of `routes.<route>` overrides the one here for that route.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// Whether requests and responses are inspected and decided on. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Decide and record (header, metrics, log) but never block or rewrite: how a new policy
+    /// is rolled out. Default false.
+    #[serde(default)]
+    pub shadow: Option<bool>,
+    /// How a deny is answered: `error` (default) or `refusal`.
+    #[serde(default)]
+    pub deny_with: Option<RawDenyWith>,
+    /// Whether the policy's reasons appear in the error message sent to the client. Default
+    /// true; turn off so that clients cannot probe the policy.
+    #[serde(default)]
+    pub expose_reasons: Option<bool>,
+    /// Insert a per-request canary into the system prompt and treat its appearance in the
+    /// answer as a `system_prompt_leak`. Default false (it changes the request).
+    #[serde(default)]
+    pub canary: Option<bool>,
+    /// Hosts that links and images in answers may point at without an `exfiltration`
+    /// finding (exact names or `*.example.com`).
+    #[serde(default)]
+    pub allowed_link_hosts: Vec<String>,
+    /// What a stream does when a possible finding would hold more than 16 KiB: `block`
+    /// (default) or `release`.
+    #[serde(default)]
+    pub stream_overflow: Option<RawOverflow>,
+    /// Per-route overrides, keyed by route: `chat_completions`, `completions`, `embeddings`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, RawRouteGuard>,
+}
+
+/// Guard settings for one route; unset fields inherit from `guard`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteGuard {
+    /// See `guard.enabled`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// See `guard.shadow`.
+    #[serde(default)]
+    pub shadow: Option<bool>,
+    /// See `guard.deny_with`.
+    #[serde(default)]
+    pub deny_with: Option<RawDenyWith>,
+    /// See `guard.expose_reasons`.
+    #[serde(default)]
+    pub expose_reasons: Option<bool>,
+    /// See `guard.canary`.
+    #[serde(default)]
+    pub canary: Option<bool>,
 }
 
 /// One model server speaking the OpenAI-compatible HTTP API.
@@ -78,6 +186,10 @@ pub struct RawUpstream {
     /// Idle keep-alive connections kept per upstream host. Default 64.
     #[serde(default)]
     pub max_idle_connections: Option<usize>,
+    /// Whether prompts may reach this upstream unredacted. `false` marks a third party: the
+    /// default policy then redacts PII and secrets in prompts bound for it. Default true.
+    #[serde(default)]
+    pub trusted: Option<bool>,
 }
 
 /// Size and concurrency limits.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
+use crate::guard::{self, Guard};
 use crate::raw::{RawConfig, RawUpstream};
 use crate::{ConfigError, ConfigErrors, Glob};
 
@@ -59,6 +60,8 @@ pub struct Upstream {
     pub timeouts: UpstreamTimeouts,
     /// Idle pooled connections kept.
     pub max_idle_connections: usize,
+    /// Whether prompts may reach it unredacted (`upstream.trusted` in policy input).
+    pub trusted: bool,
 }
 
 /// Size and concurrency limits.
@@ -107,6 +110,8 @@ pub struct Config {
     pub passthrough: Vec<Passthrough>,
     /// Drain bound on shutdown.
     pub drain_timeout: Duration,
+    /// Inspection, policy and enforcement.
+    pub guard: Guard,
     exact_models: HashMap<String, UpstreamId>,
     model_patterns: Vec<(Glob, UpstreamId)>,
 }
@@ -213,6 +218,7 @@ impl Config {
             raw.shutdown.drain_timeout_ms,
             25_000,
         );
+        let guard = guard::validate(&mut errors, &raw.policy, &raw.guard);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -225,6 +231,7 @@ impl Config {
             server_timeouts,
             passthrough,
             drain_timeout,
+            guard,
             exact_models,
             model_patterns,
         })
@@ -425,6 +432,7 @@ fn validate_upstream(
         headers,
         timeouts,
         max_idle_connections: raw.max_idle_connections.unwrap_or(64),
+        trusted: raw.trusted.unwrap_or(true),
     })
 }
 

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 /// The `type` of an OpenAI-shaped error, as the official SDKs read it.
@@ -13,6 +15,8 @@ pub enum ErrorKind {
     Upstream,
     /// The gateway itself failed (500, 503).
     Server,
+    /// A policy refused the request or the answer (400).
+    PolicyViolation,
 }
 
 impl ErrorKind {
@@ -24,6 +28,7 @@ impl ErrorKind {
             Self::Authentication => "authentication_error",
             Self::Upstream => "upstream_error",
             Self::Server => "server_error",
+            Self::PolicyViolation => "policy_violation",
         }
     }
 }
@@ -36,8 +41,8 @@ pub struct ApiError {
     pub message: String,
     /// The error class.
     pub kind: ErrorKind,
-    /// Stable machine-readable code, e.g. `model_not_found`.
-    pub code: Option<&'static str>,
+    /// Stable machine-readable code, e.g. `model_not_found`; a policy names its own.
+    pub code: Option<Cow<'static, str>>,
     /// The request parameter at fault, e.g. `messages[0].role`.
     pub param: Option<String>,
 }
@@ -52,7 +57,7 @@ struct Body<'a> {
     message: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    code: Option<&'static str>,
+    code: Option<&'a str>,
     param: Option<&'a str>,
 }
 
@@ -62,7 +67,7 @@ impl ApiError {
         Self {
             message: message.into(),
             kind,
-            code: Some(code),
+            code: Some(Cow::Borrowed(code)),
             param: None,
         }
     }
@@ -73,7 +78,7 @@ impl ApiError {
             error: Body {
                 message: &self.message,
                 kind: self.kind.as_str(),
-                code: self.code,
+                code: self.code.as_deref(),
                 param: self.param.as_deref(),
             },
         };

@@ -10,6 +10,7 @@
 mod error;
 mod probe;
 mod sse;
+pub mod texts;
 
 pub use error::{ApiError, ErrorKind};
 pub use probe::{Endpoint, RequestProbe, probe_request};

@@ -195,7 +195,7 @@ fn invalid(code: &'static str, param: &str, message: &str) -> ApiError {
     ApiError {
         message: message.to_string(),
         kind: ErrorKind::InvalidRequest,
-        code: Some(code),
+        code: Some(std::borrow::Cow::Borrowed(code)),
         param: Some(param.to_string()),
     }
 }

@@ -1,12 +1,16 @@
 //! One guarded OpenAI exchange, phase by phase:
 //!
 //! ```text
-//! read & limit ──► parse ──► route ──► forward ──► respond (buffered JSON | SSE stream)
+//! read & limit ──► parse ──► route ──► inspect & decide ──► forward ──► respond
+//!                                      (guard: detectors,               (buffered JSON inspected
+//!                                       policy; deny | redact)           and decided | SSE stream
+//!                                                                        through the StreamGuard)
 //! ```
 //!
 //! Each phase is a function returning the next value or a [`Reject`]. The client's body bytes
-//! are forwarded unchanged (only headers are rewritten), so unknown fields pass through and
-//! clean traffic is byte-identical to calling the upstream directly.
+//! are forwarded unchanged (only headers are rewritten) unless the policy redacts or a canary
+//! is inserted, so unknown fields pass through and clean traffic is byte-identical to calling
+//! the upstream directly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use portcullis_config::Config;
+use portcullis_config::{Config, DenyWith, RouteGuard};
 use portcullis_core::RequestId;
 use portcullis_openai::{Endpoint, RequestProbe, probe_request};
 use portcullis_telemetry::{ExchangeRecord, Metrics, UpstreamFailure};
@@ -24,6 +28,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{ProxyBody, ReadError, Tracked, full, read_limited};
 use crate::client::{OutBody, UpstreamBody};
+use crate::guard::stream::StreamGuard;
+use crate::guard::{self, AnswerGuard, Base, Denial, RequestOutcome, Verdict};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
@@ -46,6 +52,8 @@ pub(crate) struct Exchange {
     pub(crate) upstream: Option<(Arc<str>, Duration)>,
     pub(crate) request_bytes: u64,
     pub(crate) reject: Option<(&'static str, &'static str)>,
+    /// The policy's action (the stricter of request and answer) and whether it was shadowed.
+    pub(crate) decision: Option<(&'static str, bool)>,
     started: Instant,
 }
 
@@ -63,6 +71,7 @@ impl Exchange {
             upstream: None,
             request_bytes: 0,
             reject: None,
+            decision: None,
             started: Instant::now(),
         }
     }
@@ -77,6 +86,13 @@ impl Exchange {
         if let Ok(id) = HeaderValue::from_str(self.id.as_str()) {
             response.headers_mut().insert("x-request-id", id);
         }
+        if let Some((action, shadow)) = self.decision {
+            let headers = response.headers_mut();
+            headers.insert("x-portcullis-decision", HeaderValue::from_static(action));
+            if shadow {
+                headers.insert("x-portcullis-mode", HeaderValue::from_static("shadow"));
+            }
+        }
         let status = response.status().as_u16();
         let duration = self.started.elapsed();
         let model = self.model.unwrap_or_else(|| snapshot.model_label(None));
@@ -90,6 +106,8 @@ impl Exchange {
             upstream = self.upstream.as_ref().map(|(name, _)| name.as_ref()),
             request_bytes = self.request_bytes,
             reject = self.reject.map(|(_, code)| code),
+            decision = self.decision.map(|(action, _)| action),
+            shadow = self.decision.is_some_and(|(_, shadow)| shadow),
             "exchange"
         );
         metrics.exchange(&ExchangeRecord {
@@ -104,10 +122,29 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    /// Records a decision; the stricter action wins (deny > require_approval > redact > allow).
+    fn decided(&mut self, verdict: &Verdict) {
+        let rank = |a: &str| match a {
+            "deny" => 3,
+            "require_approval" => 2,
+            "redact" => 1,
+            _ => 0,
+        };
+        let action = guard::action_label(verdict.decision.action);
+        let stricter = self
+            .decision
+            .is_none_or(|(previous, _)| rank(action) >= rank(previous));
+        if stricter {
+            self.decision = Some((action, verdict.shadow));
+        }
+    }
+}
+
 /// Runs one guarded exchange for `endpoint`.
 pub(crate) async fn run(
     gateway: &Gateway,
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     ex: &mut Exchange,
     endpoint: Endpoint,
     request: Request<Incoming>,
@@ -119,9 +156,111 @@ pub(crate) async fn run(
     let probe = probe_request(endpoint, &body).map_err(Reject::InvalidRequest)?;
     ex.requested_model = Some(probe.model.chars().take(MAX_LOGGED_MODEL_CHARS).collect());
     let upstream = route(snapshot, ex, &probe)?;
+    let route_guard = snapshot.config().guard.route(endpoint.label());
+    let (body, answer) = if route_guard.enabled {
+        match inspect(
+            gateway,
+            snapshot,
+            ex,
+            endpoint,
+            &probe,
+            upstream,
+            route_guard,
+            body,
+        ) {
+            Inspected::Forward(body, answer) => (body, Some(answer)),
+            Inspected::Denied(answer) => return answer,
+        }
+    } else {
+        (body, None)
+    };
     let response = forward(gateway, ex, upstream, endpoint, &parts, body).await?;
     let limit = snapshot.config().limits.max_response_bytes;
-    respond(gateway, ex, upstream, &probe, response, permit, limit).await
+    respond(
+        gateway, ex, upstream, &probe, response, permit, limit, answer,
+    )
+    .await
+}
+
+/// What the inspect phase hands on.
+enum Inspected {
+    /// Forward this body; guard the answer with this.
+    Forward(Bytes, Box<AnswerGuard>),
+    /// The request was denied: this is the answer.
+    Denied(Result<Response<ProxyBody>, Reject>),
+}
+
+/// Phase: inspect input and decide.
+#[allow(clippy::too_many_arguments)]
+fn inspect(
+    gateway: &Gateway,
+    snapshot: &Arc<Snapshot>,
+    ex: &mut Exchange,
+    endpoint: Endpoint,
+    probe: &RequestProbe,
+    upstream: &UpstreamRuntime,
+    route_guard: RouteGuard,
+    body: Bytes,
+) -> Inspected {
+    let base = Base {
+        route: endpoint.label(),
+        model: &probe.model,
+        upstream: &upstream.name,
+        trusted: upstream.config.trusted,
+        stream: probe.stream,
+    };
+    let outcome = guard::inspect_request(
+        snapshot.guard(),
+        endpoint,
+        body,
+        &base,
+        route_guard,
+        gateway.metrics(),
+    );
+    match outcome {
+        RequestOutcome::Deny(denial, verdict) => {
+            ex.decided(&verdict);
+            Inspected::Denied(deny(ex.id.as_str(), endpoint, probe, route_guard, denial))
+        }
+        RequestOutcome::Forward(forward) => {
+            ex.decided(&forward.verdict);
+            let answer = AnswerGuard {
+                runtime: snapshot.clone(),
+                endpoint,
+                guard: route_guard,
+                base: base.to_owned(),
+                map: forward.map,
+                canary: forward.canary,
+                metrics: gateway.metrics().clone(),
+            };
+            Inspected::Forward(forward.body, Box::new(answer))
+        }
+    }
+}
+
+/// The answer to a denied exchange: an OpenAI error, or on `deny_with: refusal` routes a
+/// synthetic refusal completion.
+fn deny(
+    id: &str,
+    endpoint: Endpoint,
+    probe: &RequestProbe,
+    route_guard: RouteGuard,
+    denial: Denial,
+) -> Result<Response<ProxyBody>, Reject> {
+    if route_guard.deny_with == DenyWith::Refusal
+        && denial.code != "policy_error"
+        && let Some((body, content_type)) =
+            guard::refusal_body(endpoint, probe.stream, &probe.model, id, &denial)
+    {
+        {
+            let mut response = Response::new(full(body));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            return Ok(response);
+        }
+    }
+    Err(denial.into_reject())
 }
 
 /// Phase: read & limit.
@@ -181,16 +320,18 @@ async fn forward(
     Ok(response)
 }
 
-/// Phase: respond. Streams go through [`SseBody`]; everything else is read whole (bounded),
-/// checked to be JSON, and sent.
+/// Phase: respond. Streams go through [`SseBody`] (and the stream guard); everything else is
+/// read whole (bounded), checked to be JSON, inspected and decided, and sent.
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     gateway: &Gateway,
-    ex: &Exchange,
+    ex: &mut Exchange,
     upstream: &UpstreamRuntime,
     probe: &RequestProbe,
     response: Response<UpstreamBody>,
     permit: OwnedSemaphorePermit,
     max_response_bytes: u64,
+    answer: Option<Box<AnswerGuard>>,
 ) -> Result<Response<ProxyBody>, Reject> {
     let is_event_stream = response
         .headers()
@@ -198,24 +339,47 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if !(probe.stream && response.status().is_success() && is_event_stream) {
-        return buffered_json(
-            gateway,
-            ex.route,
-            upstream,
-            response,
-            Some(permit),
-            max_response_bytes,
-        )
-        .await;
+        let answer = answer.filter(|_| response.status().is_success());
+        let Some(answer) = answer else {
+            return buffered_json(
+                gateway,
+                ex.route,
+                upstream,
+                response,
+                Some(permit),
+                max_response_bytes,
+            )
+            .await;
+        };
+        let (parts, bytes) = read_json(gateway, upstream, response, max_response_bytes).await?;
+        let route_guard = answer.guard;
+        let endpoint = answer.endpoint;
+        let (checked, verdict) = answer.inspect_answer(bytes);
+        ex.decided(&verdict);
+        return match checked {
+            Ok(bytes) => send_json(gateway, ex.route, upstream, &parts, bytes, Some(permit)),
+            Err(denial) => deny(ex.id.as_str(), endpoint, probe, route_guard, denial),
+        };
     }
     let metrics = gateway.metrics().clone();
     let (parts, body) = response.into_parts();
+    let stream_guard = answer.map(|answer| {
+        StreamGuard::new(
+            answer.runtime,
+            answer.endpoint,
+            answer.guard,
+            answer.base,
+            answer.metrics,
+            answer.canary,
+        )
+    });
     let stream = SseBody::new(
         body,
         upstream.config.timeouts.idle,
         gateway.cut_signal(),
         upstream.name.clone(),
         metrics.clone(),
+        stream_guard,
     );
     let gauges = vec![metrics.stream_started()];
     let tracked = Tracked::new(stream, ex.route, metrics, Some(permit), gauges);
@@ -237,10 +401,22 @@ pub(crate) async fn buffered_json(
     permit: Option<OwnedSemaphorePermit>,
     max_response_bytes: u64,
 ) -> Result<Response<ProxyBody>, Reject> {
-    let metrics = gateway.metrics().clone();
+    let (parts, bytes) = read_json(gateway, upstream, response, max_response_bytes).await?;
+    send_json(gateway, route, upstream, &parts, bytes, permit)
+}
+
+/// Reads a non-streamed upstream answer whole: a 5xx becomes a 502, a body that is not JSON
+/// an `upstream_bad_response`. Every upstream failure is counted.
+async fn read_json(
+    gateway: &Gateway,
+    upstream: &UpstreamRuntime,
+    response: Response<UpstreamBody>,
+    max_response_bytes: u64,
+) -> Result<(http::response::Parts, Bytes), Reject> {
+    let metrics = gateway.metrics();
     let status = response.status();
     if status.is_server_error() {
-        return Err(upstream_status_error(upstream, response, &metrics).await);
+        return Err(upstream_status_error(upstream, response, metrics).await);
     }
     let (parts, body) = response.into_parts();
     let bytes = read_upstream_body(gateway, upstream, body, max_response_bytes).await?;
@@ -253,10 +429,22 @@ pub(crate) async fn buffered_json(
         };
         return Err(bad_response(upstream, reason));
     }
+    Ok((parts, bytes))
+}
+
+/// Sends a JSON answer with the upstream's status and forwardable headers.
+fn send_json(
+    gateway: &Gateway,
+    route: &'static str,
+    upstream: &UpstreamRuntime,
+    parts: &http::response::Parts,
+    bytes: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Result<Response<ProxyBody>, Reject> {
     let tracked = Tracked::new(
         http_body_util::Full::new(bytes),
         route,
-        metrics,
+        gateway.metrics().clone(),
         permit,
         Vec::new(),
     );
@@ -264,7 +452,7 @@ pub(crate) async fn buffered_json(
         http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(tracked, |never| {
             match never {}
         }));
-    response_with(&parts, upstream, body)
+    response_with(parts, upstream, body)
 }
 
 /// A response with the upstream's status and its forwardable headers.

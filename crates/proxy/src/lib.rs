@@ -12,6 +12,7 @@ mod admin;
 pub mod body;
 mod client;
 mod exchange;
+mod guard;
 mod models;
 mod passthrough;
 mod reject;
@@ -20,6 +21,7 @@ mod snapshot;
 mod sse;
 mod upstream;
 
+pub use guard::{BundleError, GuardError, MAX_FILE_BYTES, read_bundle_dir};
 pub use reject::Reject;
 pub use server::{Gateway, ServeError, Server};
 pub use snapshot::{Snapshot, SnapshotError};

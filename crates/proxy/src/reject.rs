@@ -106,6 +106,15 @@ pub enum Reject {
         /// What was wrong, lowercase.
         reason: &'static str,
     },
+    /// The policy denied the request or the answer.
+    PolicyDenied {
+        /// The violation's code, from the policy (sanitised).
+        code: String,
+        /// The client-facing message (with reasons unless configured otherwise).
+        message: String,
+    },
+    /// The policy could not decide and the failure mode is closed.
+    PolicyFailed,
 }
 
 impl Reject {
@@ -118,8 +127,9 @@ impl Reject {
             | Self::BodyAborted
             | Self::ModelNotFound { .. }
             | Self::RouteNotFound
-            | Self::MethodNotAllowed { .. } => Origin::Client,
-            Self::Overloaded | Self::ShuttingDown => Origin::Internal,
+            | Self::MethodNotAllowed { .. }
+            | Self::PolicyDenied { .. } => Origin::Client,
+            Self::Overloaded | Self::ShuttingDown | Self::PolicyFailed => Origin::Internal,
             Self::UpstreamConnect { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamReset { .. }
@@ -136,7 +146,9 @@ impl Reject {
             | Self::ModelNotFound { .. }
             | Self::RouteNotFound
             | Self::MethodNotAllowed { .. }
-            | Self::UpstreamBadResponse { .. } => false,
+            | Self::UpstreamBadResponse { .. }
+            | Self::PolicyDenied { .. }
+            | Self::PolicyFailed => false,
             Self::BodyTimeout
             | Self::BodyAborted
             | Self::Overloaded
@@ -279,12 +291,34 @@ impl Reject {
                     format!("upstream `{upstream}` sent an invalid response: {reason}"),
                 ),
             ),
+            Self::PolicyDenied { code, message } => {
+                let mut error = ApiError::new(
+                    ErrorKind::PolicyViolation,
+                    "policy_violation",
+                    message.clone(),
+                );
+                error.code = Some(code.clone().into());
+                (StatusCode::BAD_REQUEST, error)
+            }
+            Self::PolicyFailed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ApiError::new(
+                    Server,
+                    "policy_error",
+                    "the policy could not decide, so the request was refused",
+                ),
+            ),
         }
     }
 
-    /// The machine-readable code (metric label).
+    /// The machine-readable code as a bounded metric label: a policy's own codes all count
+    /// as `policy_violation`.
     pub fn code(&self) -> &'static str {
-        self.api_error().1.code.unwrap_or("unknown")
+        match self.api_error().1.code {
+            Some(std::borrow::Cow::Borrowed(code)) => code,
+            Some(std::borrow::Cow::Owned(_)) => "policy_violation",
+            None => "unknown",
+        }
     }
 
     /// A header the response must carry besides the body.
@@ -306,7 +340,9 @@ impl Reject {
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamReset { .. }
             | Self::UpstreamStatus { .. }
-            | Self::UpstreamBadResponse { .. } => None,
+            | Self::UpstreamBadResponse { .. }
+            | Self::PolicyDenied { .. }
+            | Self::PolicyFailed => None,
         }
     }
 

@@ -148,7 +148,7 @@ impl Gateway {
 
     async fn dispatch(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
         ex: &mut Exchange,
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Reject> {

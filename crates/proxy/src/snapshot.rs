@@ -13,6 +13,7 @@ use portcullis_config::{Config, CredentialSource, Upstream, UpstreamId};
 use tokio::sync::Semaphore;
 
 use crate::client::UpstreamClient;
+use crate::guard::{GuardError, GuardRuntime};
 
 /// A snapshot could not be built (I/O on credentials, TLS setup).
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum SnapshotError {
     /// TLS roots or protocol setup failed.
     #[error("tls setup failed")]
     Tls(#[source] rustls::Error),
+    /// The policy bundle or the detectors did not load.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
 }
 
 /// One upstream, ready to use.
@@ -71,12 +75,15 @@ pub struct Snapshot {
     model_labels: HashMap<String, Arc<str>>,
     limiter: Arc<Semaphore>,
     unrouted_label: Arc<str>,
+    guard: GuardRuntime,
 }
 
 impl Snapshot {
-    /// Builds a snapshot: resolves credentials (environment, files) and creates the upstream
-    /// clients. Does not connect to anything.
+    /// Builds a snapshot: resolves credentials (environment, files), creates the upstream
+    /// clients, reads and compiles the policy bundle and loads the detectors. Does not connect
+    /// to anything.
     pub fn build(config: Config) -> Result<Self, SnapshotError> {
+        let guard = GuardRuntime::build(&config)?;
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for (index, upstream) in config.upstreams.iter().enumerate() {
             let credential = upstream
@@ -104,6 +111,7 @@ impl Snapshot {
             model_labels,
             limiter,
             unrouted_label: Arc::from("-"),
+            guard,
         })
     }
 
@@ -129,6 +137,11 @@ impl Snapshot {
 
     pub(crate) fn limiter(&self) -> &Arc<Semaphore> {
         &self.limiter
+    }
+
+    /// Detectors, the compiled policy and the failure mode.
+    pub(crate) fn guard(&self) -> &GuardRuntime {
+        &self.guard
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::time::Sleep;
 
 use crate::body::{BodyError, Chunks};
 use crate::client::UpstreamBody;
+use crate::guard::stream::StreamGuard;
 use crate::reject::{Reject, TimeoutPhase};
 
 /// Largest unfinished event held back. A chunk with a long tool-call argument can be large,
@@ -65,6 +66,8 @@ pub(crate) struct SseBody {
     deferred: Option<Stop>,
     upstream_name: Arc<str>,
     metrics: Arc<Metrics>,
+    /// Scans and holds events on guarded routes.
+    guard: Option<StreamGuard>,
 }
 
 impl SseBody {
@@ -74,6 +77,7 @@ impl SseBody {
         mut cut: watch::Receiver<bool>,
         upstream_name: Arc<str>,
         metrics: Arc<Metrics>,
+        guard: Option<StreamGuard>,
     ) -> Self {
         let cut: CutSignal = Box::pin(async move {
             // An Err means the gateway is gone: treat it as a cut too.
@@ -90,22 +94,28 @@ impl SseBody {
             deferred: None,
             upstream_name,
             metrics,
+            guard,
         }
     }
 
-    /// Ends the stream with an error event.
+    /// Ends the stream with an error event, after whatever clean text the guard still held.
     fn fail(&mut self, failure: Option<UpstreamFailure>, reject: Reject) -> PollFrame {
         self.finished = true;
+        let mut bytes = match &mut self.guard {
+            Some(guard) => guard.flush_on_failure(),
+            None => Vec::new(),
+        };
         if let Some(failure) = failure {
             self.metrics.upstream_failed(&self.upstream_name, failure);
         }
         let (_, error) = reject.api_error();
         tracing::warn!(
             upstream = %self.upstream_name,
-            code = error.code.unwrap_or("-"),
+            code = error.code.as_deref().unwrap_or("-"),
             "stream ended with an error event"
         );
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(error.to_sse_event())))))
+        bytes.extend_from_slice(&error.to_sse_event());
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(bytes)))))
     }
 
     /// Ends the stream after the upstream stopped: cleanly after `[DONE]`, otherwise with an
@@ -203,16 +213,31 @@ impl Body for SseBody {
         if self.cut.as_mut().poll(cx).is_ready() {
             return self.fail(None, Reject::ShuttingDown);
         }
-        let mut batch = Chunks::default();
-        let stop = self.drain_available(cx, &mut batch);
-        match (batch.into_bytes(), stop) {
-            (Some(events), stop) => {
-                self.deferred = stop;
-                Poll::Ready(Some(Ok(Frame::data(events))))
+        loop {
+            let mut batch = Chunks::default();
+            let stop = self.drain_available(cx, &mut batch);
+            let mut events = batch.into_bytes();
+            let drained = events.is_some();
+            if let (Some(guard), Some(raw)) = (&mut self.guard, &events) {
+                let out = guard.push(raw);
+                if out.blocked {
+                    self.finished = true;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out.bytes)))));
+                }
+                events = (!out.bytes.is_empty()).then(|| Bytes::from(out.bytes));
             }
-            (None, Some(stop)) => self.conclude(stop),
-            (None, None) if self.idle_expired(cx) => self.conclude(Stop::Idle),
-            (None, None) => Poll::Pending,
+            return match (events, stop) {
+                (Some(events), stop) => {
+                    self.deferred = stop;
+                    Poll::Ready(Some(Ok(Frame::data(events))))
+                }
+                (None, Some(stop)) => self.conclude(stop),
+                // The guard holds everything drained so far: read on (the upstream either has
+                // more or registers the waker).
+                (None, None) if drained => continue,
+                (None, None) if self.idle_expired(cx) => self.conclude(Stop::Idle),
+                (None, None) => Poll::Pending,
+            };
         }
     }
 

@@ -12,4 +12,6 @@ mod logging;
 mod metrics;
 
 pub use logging::{LogFormat, LogSetupError, init_logging};
-pub use metrics::{ExchangeRecord, Metrics, ReloadResult, StreamGauge, UpstreamFailure};
+pub use metrics::{
+    DecisionRecord, ExchangeRecord, Metrics, ReloadResult, StreamGauge, UpstreamFailure,
+};

@@ -15,6 +15,16 @@ const LATENCY_BUCKETS: [f64; 17] = [
     60.0, 120.0,
 ];
 
+/// Buckets for in-process work (detectors, one policy decision): microseconds to 100 ms.
+const WORK_BUCKETS: [f64; 14] = [
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1,
+];
+
+fn work_histogram() -> Histogram {
+    Histogram::new(WORK_BUCKETS)
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -53,6 +63,47 @@ struct RejectLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    route: &'static str,
+    stage: &'static str,
+    action: &'static str,
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    stage: &'static str,
+    category: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// One policy decision, as the metrics see it. Every field is from a closed set.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord<'a> {
+    /// Route label (`chat_completions`, ...).
+    pub route: &'static str,
+    /// `request` or `response`.
+    pub stage: &'static str,
+    /// `allow`, `deny`, `redact` or `require_approval` (what the policy answered, or what the
+    /// failure mode gave).
+    pub action: &'static str,
+    /// Decided in shadow mode (recorded, not enforced).
+    pub shadow: bool,
+    /// The policy failed (error or no decision) and the failure mode decided.
+    pub policy_error: bool,
+    /// Flagged finding categories the decision saw (`prompt_injection`, `pii.email`, ...).
+    pub categories: &'a [&'static str],
+    /// Time the detectors took for this decision, if they ran for it.
+    pub detect: Option<Duration>,
+    /// Time the policy evaluation took.
+    pub policy: Duration,
 }
 
 /// One finished exchange, as the metrics see it.
@@ -137,6 +188,11 @@ pub struct Metrics {
     rejects: Family<RejectLabels, Counter>,
     passthrough: Family<UpstreamLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    findings: Family<FindingLabels, Counter>,
+    policy_errors: Family<StageLabels, Counter>,
+    detect_duration: HistogramFamily<StageLabels>,
+    policy_duration: HistogramFamily<StageLabels>,
 }
 
 impl Default for Metrics {
@@ -217,6 +273,38 @@ impl Metrics {
             "Configuration reload attempts, by result",
             config_reloads.clone(),
         );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "guard_decisions",
+            "Policy decisions, by route, stage (request, response), action and mode (enforce, shadow)",
+            decisions.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "guard_findings",
+            "Flagged detector findings seen by a decision, by stage and category",
+            findings.clone(),
+        );
+        let policy_errors = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "policy_errors",
+            "Decisions where the policy failed or returned nothing and the failure mode decided",
+            policy_errors.clone(),
+        );
+        let detect_duration: HistogramFamily<StageLabels> =
+            Family::new_with_constructor(work_histogram);
+        registry.register(
+            "detector_duration_seconds",
+            "Time the detectors took for one decision's texts",
+            detect_duration.clone(),
+        );
+        let policy_duration: HistogramFamily<StageLabels> =
+            Family::new_with_constructor(work_histogram);
+        registry.register(
+            "policy_duration_seconds",
+            "Time one policy evaluation took",
+            policy_duration.clone(),
+        );
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -235,7 +323,46 @@ impl Metrics {
             rejects,
             passthrough,
             config_reloads,
+            decisions,
+            findings,
+            policy_errors,
+            detect_duration,
+            policy_duration,
         }
+    }
+
+    /// Records one policy decision.
+    pub fn decision(&self, record: &DecisionRecord<'_>) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                route: record.route,
+                stage: record.stage,
+                action: record.action,
+                mode: if record.shadow { "shadow" } else { "enforce" },
+            })
+            .inc();
+        for category in record.categories {
+            self.findings
+                .get_or_create(&FindingLabels {
+                    stage: record.stage,
+                    category,
+                })
+                .inc();
+        }
+        let stage = StageLabels {
+            stage: record.stage,
+        };
+        if record.policy_error {
+            self.policy_errors.get_or_create(&stage).inc();
+        }
+        if let Some(detect) = record.detect {
+            self.detect_duration
+                .get_or_create(&stage)
+                .observe(detect.as_secs_f64());
+        }
+        self.policy_duration
+            .get_or_create(&stage)
+            .observe(record.policy.as_secs_f64());
     }
 
     /// Counts a request as in flight until the returned guard drops.

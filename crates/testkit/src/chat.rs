@@ -35,6 +35,29 @@ struct ChatRequest {
     tool_choice: Option<ToolChoice>,
 }
 
+/// The model that answers with the last message's text, streamed in [`ECHO_PIECE_BYTES`]
+/// pieces (a contract, listed in the crate docs).
+pub(crate) const ECHO_MODEL: &str = "mock-echo";
+/// Like [`ECHO_MODEL`], echoing the first message (the system prompt, leaked on purpose).
+pub(crate) const ECHO_SYSTEM_MODEL: &str = "mock-echo-system";
+/// Bytes per streamed echo delta: small, so a secret or a link is split across deltas.
+const ECHO_PIECE_BYTES: usize = 7;
+
+impl ChatRequest {
+    /// The text of a message (its string content, or its text parts joined).
+    fn text_of(&self, message: Option<&Message>) -> String {
+        match message.and_then(|m| m.content.as_ref()) {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(serde_json::Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(serde_json::Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Message {
     #[serde(default)]
@@ -145,6 +168,14 @@ pub(crate) async fn handle(shared: &Shared, body: &[u8]) -> Result<Response<Mock
     let id = format!("chatcmpl-mock-{}", shared.next_id());
     let answer = match request.chosen_tool() {
         Some(name) => Answer::ToolCall { name },
+        None if request.model == ECHO_MODEL => Answer::Text(Reply::echo(
+            &request.text_of(request.messages.last()),
+            ECHO_PIECE_BYTES,
+        )),
+        None if request.model == ECHO_SYSTEM_MODEL => Answer::Text(Reply::echo(
+            &request.text_of(request.messages.first()),
+            ECHO_PIECE_BYTES,
+        )),
         None => {
             let prefix = format!("Mock reply to {} messages: ", request.messages.len());
             Answer::Text(Reply::new(&prefix, &shared.tail, shared.stream_chunks))

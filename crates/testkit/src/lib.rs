@@ -58,6 +58,11 @@
 //! | `mock-fault-400` | 400 with an OpenAI-shaped `invalid_request_error` |
 //! | `mock-fault-429` | 429, `retry-after: 7`, an OpenAI-shaped error (`type: "requests"`, `code: "rate_limit_exceeded"`) |
 //!
+//! Chat with `model: "mock-echo"` answers with the last message's text verbatim; streamed, it
+//! comes in deltas of at most 7 bytes, so a secret or a link in it is split across chunks.
+//! `mock-echo-system` does the same with the first message (a system prompt that leaks). Tests
+//! of output scanning depend on both.
+//!
 //! The stream-only faults answer normally when `stream` is not true; embeddings never stream.
 //! Over HTTP/2, `mock-fault-reset` and `mock-fault-midstream` reset the stream rather than the
 //! whole connection; over HTTP/1.1 the connection closes (no response bytes at all for `reset`,

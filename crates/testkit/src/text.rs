@@ -59,6 +59,29 @@ impl Reply {
         }
     }
 
+    /// An echo of `text`, cut into pieces of at most `piece_bytes` bytes (at character
+    /// boundaries, so words and tokens are split across deltas on purpose).
+    pub(crate) fn echo(text: &str, piece_bytes: usize) -> Self {
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + piece_bytes.max(1)).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            pieces.push(start..end);
+            start = end;
+        }
+        if pieces.is_empty() {
+            pieces.push(0..0);
+        }
+        Reply {
+            text: text.to_string(),
+            words: count_words(text),
+            pieces,
+        }
+    }
+
     /// The text of each stream delta, in order.
     pub(crate) fn deltas(&self) -> impl Iterator<Item = &str> {
         self.pieces

@@ -148,3 +148,45 @@ fn passthrough_needs_an_upstream() {
     .unwrap_err();
     assert_eq!(paths(&errors), vec!["passthrough[0].upstream"]);
 }
+
+#[test]
+fn guard_defaults_are_on_error_closed_and_enforcing() {
+    let config = Config::from_raw(
+        &parse_yaml("upstreams:\n  - name: a\n    url: http://x/v1\n    models: [m]\n").unwrap(),
+    )
+    .unwrap();
+    let route = config.guard.route("chat_completions");
+    assert!(route.enabled && !route.shadow && route.expose_reasons && !route.canary);
+    assert_eq!(route.deny_with, crate::DenyWith::Error);
+    assert_eq!(config.guard.on_error, portcullis_core::OnError::FailClosed);
+    assert_eq!(config.guard.policy, crate::PolicySource::Embedded);
+    assert!(config.upstreams[0].trusted);
+}
+
+#[test]
+fn guard_route_overrides_inherit_the_rest() {
+    let yaml = "upstreams:\n  - name: a\n    url: http://x/v1\n    models: [m]\n    trusted: false\n\
+policy:\n  bundle: /etc/p\n  on_error: allow\n\
+guard:\n  expose_reasons: false\n  routes:\n    completions:\n      shadow: true\n      deny_with: refusal\n";
+    let config = Config::from_raw(&parse_yaml(yaml).unwrap()).unwrap();
+    let completions = config.guard.route("completions");
+    assert!(completions.shadow && !completions.expose_reasons);
+    assert_eq!(completions.deny_with, crate::DenyWith::Refusal);
+    let chat = config.guard.route("chat_completions");
+    assert!(!chat.shadow && !chat.expose_reasons);
+    assert_eq!(config.guard.on_error, portcullis_core::OnError::FailOpen);
+    assert!(!config.upstreams[0].trusted);
+}
+
+#[test]
+fn guard_errors_carry_paths() {
+    let yaml = "upstreams:\n  - name: a\n    url: http://x/v1\n    models: [m]\n\
+policy:\n  bundle: ''\n\
+guard:\n  allowed_link_hosts: ['ok.example', 'bad host']\n  routes:\n    images: {shadow: true}\n";
+    let errors = Config::from_raw(&parse_yaml(yaml).unwrap()).unwrap_err();
+    let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"policy.bundle"), "{paths:?}");
+    assert!(paths.contains(&"guard.allowed_link_hosts[1]"), "{paths:?}");
+    assert!(paths.contains(&"guard.routes.images"), "{paths:?}");
+    assert!(parse_yaml("guard:\n  deny_with: maybe\n").is_err());
+}

@@ -5,7 +5,7 @@ fn chat(body: &str) -> Result<RequestProbe, ApiError> {
 }
 
 fn code_and_param(error: &ApiError) -> (Option<&str>, Option<&str>) {
-    (error.code, error.param.as_deref())
+    (error.code.as_deref(), error.param.as_deref())
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn malformed_json_is_invalid_json() {
         "{\"model\":\"m\",\"messages\":[]} trailing",
     ] {
         let error = chat(body).unwrap_err();
-        assert_eq!(error.code, Some("invalid_json"), "{body:?}");
+        assert_eq!(error.code.as_deref(), Some("invalid_json"), "{body:?}");
         assert_eq!(error.kind, ErrorKind::InvalidRequest);
     }
 }

@@ -1,0 +1,573 @@
+//! The guard: *inspect input → decide → apply* before a request is forwarded, and *inspect
+//! output → decide → apply* before an answer reaches the client.
+//!
+//! ```text
+//! request body ──► texts (openai::texts) ──► detectors (Pipeline::default_full, per text with
+//!   its context) ──► policy input ──► Policy::decide ──► allow | redact (rewrite body) | deny
+//! answer ──► texts ──► pattern detectors + canary ──► policy (stage response) ──► send | redact | deny
+//! stream ──► StreamGuard (stream.rs): whole SSE events held until their text is cleared
+//! ```
+//!
+//! A policy that errors or answers nothing gets the configured failure mode (closed by
+//! default), is counted (`portcullis_policy_errors_total`) and logged. Shadow mode decides and
+//! records but sends the exchange on unchanged. Only a rewritten request is re-serialised, so
+//! clean traffic keeps its bytes.
+
+mod bundle;
+mod input;
+pub(crate) mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use portcullis_config::{Config, PolicySource, RouteGuard, StreamOverflow};
+use portcullis_core::OnError;
+use portcullis_detect::{
+    CanaryDetector, Context, Detector, HostAllowlist, OnOverflow, Pipeline, RedactionMap,
+    StreamConfig,
+};
+use portcullis_openai::Endpoint;
+use portcullis_openai::texts::{self, Location};
+use portcullis_policy::{Action, Bundle, Decision, Policy};
+use portcullis_telemetry::{DecisionRecord, Metrics};
+use serde_json::Value;
+
+use crate::reject::Reject;
+use crate::snapshot::Snapshot;
+
+pub use bundle::{BundleError, MAX_FILE_BYTES, read_bundle_dir};
+pub(crate) use input::{Base, Located};
+
+/// Longest policy reason or code kept; longer ones are cut.
+const MAX_REASON_CHARS: usize = 300;
+/// Most reasons sent to a client.
+const MAX_REASONS: usize = 8;
+
+/// The guard's share of a snapshot: detectors, the compiled policy and the failure mode.
+pub(crate) struct GuardRuntime {
+    full: Pipeline,
+    patterns: Arc<Pipeline>,
+    policy: Policy,
+    on_error: OnError,
+    stream: StreamConfig,
+}
+
+impl std::fmt::Debug for GuardRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardRuntime")
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the guard could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The policy bundle directory could not be read.
+    #[error("policy.bundle: {0}")]
+    Bundle(#[from] BundleError),
+    /// The bundle did not compile.
+    #[error("policy.bundle: {0}")]
+    Policy(#[from] portcullis_policy::Error),
+    /// The detectors did not load (the shipped model).
+    #[error("detectors: {0}")]
+    Detect(#[from] portcullis_detect::Error),
+}
+
+impl GuardRuntime {
+    /// Loads and compiles the policy and builds the detectors. Reads the bundle directory.
+    pub(crate) fn build(config: &Config) -> Result<Self, GuardError> {
+        let bundle = match &config.guard.policy {
+            PolicySource::Embedded => Bundle::embedded_default(),
+            PolicySource::Dir(dir) => read_bundle_dir(dir)?,
+        };
+        let policy = Policy::compile(&bundle)?;
+        let allowlist = HostAllowlist::new(&config.guard.allowed_link_hosts);
+        let on_overflow = match config.guard.stream_overflow {
+            StreamOverflow::Block => OnOverflow::Block,
+            StreamOverflow::Release => OnOverflow::Release,
+        };
+        Ok(Self {
+            full: Pipeline::default_full(allowlist.clone())?,
+            patterns: Arc::new(Pipeline::with_pattern_detectors(allowlist)),
+            policy,
+            on_error: config.guard.on_error,
+            stream: StreamConfig {
+                // Rescans read the lookback again each time: every 128 new bytes (not the
+                // scanner's default 32) keeps a long stream's scanning cost near 20x its
+                // length instead of 70x, and text is released in steps of at most that.
+                rescan_every: 128,
+                ..StreamConfig::new(on_overflow)
+            },
+        })
+    }
+
+    /// Evaluates the policy, applying the failure mode when it cannot decide, and records the
+    /// decision.
+    fn decide(&self, input: &Value, record: &mut Recorded<'_>) -> Verdict {
+        let started = Instant::now();
+        let outcome = self.policy.decide(input);
+        let elapsed = started.elapsed();
+        let (decision, policy_error) = match outcome {
+            Ok(decision) => (decision, false),
+            Err(error) => {
+                tracing::warn!(
+                    stage = record.stage,
+                    route = record.route,
+                    error = %error,
+                    on_error = ?self.on_error,
+                    "policy could not decide; the failure mode applies"
+                );
+                let decision = match self.on_error {
+                    OnError::FailClosed => Decision {
+                        action: Action::Deny,
+                        reasons: vec!["the policy could not decide".into()],
+                        redact: Vec::new(),
+                        code: Some("policy_error".into()),
+                    },
+                    OnError::FailOpen => Decision::allow(),
+                };
+                (decision, true)
+            }
+        };
+        record.metrics.decision(&DecisionRecord {
+            route: record.route,
+            stage: record.stage,
+            action: action_label(decision.action),
+            shadow: record.shadow,
+            policy_error,
+            categories: &record.categories,
+            detect: record.detect,
+            policy: elapsed,
+        });
+        Verdict {
+            decision,
+            shadow: record.shadow,
+        }
+    }
+}
+
+/// What a decision is recorded with.
+struct Recorded<'a> {
+    metrics: &'a Metrics,
+    route: &'static str,
+    stage: &'static str,
+    shadow: bool,
+    categories: Vec<&'static str>,
+    detect: Option<std::time::Duration>,
+}
+
+/// A decision and whether it is enforced.
+#[derive(Debug, Clone)]
+pub(crate) struct Verdict {
+    pub(crate) decision: Decision,
+    pub(crate) shadow: bool,
+}
+
+impl Verdict {
+    /// The action that takes effect: the decision's, or `allow` in shadow mode.
+    pub(crate) fn effective(&self) -> Action {
+        if self.shadow {
+            Action::Allow
+        } else {
+            self.decision.action
+        }
+    }
+}
+
+/// The `x-portcullis-decision` value and metric label of an action.
+pub(crate) fn action_label(action: Action) -> &'static str {
+    match action {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+        Action::Redact => "redact",
+        Action::RequireApproval => "require_approval",
+    }
+}
+
+/// A refused exchange, as the client will be told.
+#[derive(Debug, Clone)]
+pub(crate) struct Denial {
+    /// The violation's code (from the policy, sanitised).
+    pub(crate) code: String,
+    /// Reasons, cut to size; empty unless the route exposes them.
+    pub(crate) reasons: Vec<String>,
+    /// Whether it happened on the answer (not the request).
+    pub(crate) on_response: bool,
+}
+
+impl Denial {
+    fn new(decision: &Decision, guard: RouteGuard, on_response: bool) -> Self {
+        let fallback = match decision.action {
+            Action::RequireApproval => "approval_required",
+            _ => "policy_violation",
+        };
+        let code = decision
+            .code
+            .as_deref()
+            .filter(|c| {
+                !c.is_empty()
+                    && c.len() <= 64
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            })
+            .unwrap_or(fallback)
+            .to_string();
+        let reasons = if guard.expose_reasons {
+            let mut reasons: Vec<String> = decision
+                .reasons
+                .iter()
+                .take(MAX_REASONS)
+                .map(|r| r.chars().take(MAX_REASON_CHARS).collect())
+                .collect();
+            if matches!(decision.action, Action::RequireApproval) {
+                reasons.push("human approval is not available on this route".into());
+            }
+            reasons
+        } else {
+            Vec::new()
+        };
+        Self {
+            code,
+            reasons,
+            on_response,
+        }
+    }
+
+    /// The client-facing message.
+    pub(crate) fn message(&self) -> String {
+        let what = if self.on_response {
+            "The response was blocked by policy"
+        } else {
+            "The request was blocked by policy"
+        };
+        if self.reasons.is_empty() {
+            format!("{what}.")
+        } else {
+            format!("{what}: {}.", self.reasons.join("; "))
+        }
+    }
+}
+
+impl Denial {
+    /// The rejection this denial answers with.
+    pub(crate) fn into_reject(self) -> Reject {
+        if self.code == "policy_error" {
+            return Reject::PolicyFailed;
+        }
+        let message = self.message();
+        Reject::PolicyDenied {
+            code: self.code,
+            message,
+        }
+    }
+}
+
+/// The OpenAI-shaped error of a denial (for the error event that ends a blocked stream).
+pub(crate) fn denial_error(denial: &Denial) -> portcullis_openai::ApiError {
+    denial.clone().into_reject().api_error().1
+}
+
+/// The detector context of a text: where it reaches the model.
+fn context_of(text: &texts::Text) -> Context {
+    match (text.location, text.role.as_deref()) {
+        (Location::ToolDefinition { .. }, _) => Context::Document,
+        (Location::Prompt { .. }, _) => Context::UserPrompt,
+        (Location::Choice { .. }, _) => Context::Assistant,
+        (_, Some("tool" | "function")) => Context::ToolOutput,
+        (_, Some("system" | "developer")) => Context::System,
+        (_, Some("assistant")) => Context::Assistant,
+        _ => Context::UserPrompt,
+    }
+}
+
+/// What the request phase hands on.
+pub(crate) struct Forward {
+    /// The body to send: the original bytes, or the rewritten request.
+    pub(crate) body: Bytes,
+    /// Placeholders issued on the request, reused by the answer.
+    pub(crate) map: RedactionMap,
+    /// The canary inserted into the system prompt, if any.
+    pub(crate) canary: Option<String>,
+    /// The request decision, for the response header.
+    pub(crate) verdict: Verdict,
+}
+
+/// The request phase's outcome.
+pub(crate) enum RequestOutcome {
+    /// Send this upstream.
+    Forward(Forward),
+    /// Refuse.
+    Deny(Denial, Verdict),
+}
+
+/// Phase: inspect input and decide. `body` was validated by the probe.
+pub(crate) fn inspect_request(
+    runtime: &GuardRuntime,
+    endpoint: Endpoint,
+    body: Bytes,
+    base: &Base<'_>,
+    guard: RouteGuard,
+    metrics: &Metrics,
+) -> RequestOutcome {
+    let started = Instant::now();
+    // The probe accepted the body as a JSON object, so this parses; an empty text list keeps
+    // the policy deciding even if it did not.
+    let mut parsed = texts::request_texts(endpoint, &body).unwrap_or(texts::RequestTexts {
+        body: Value::Null,
+        texts: Vec::new(),
+        tools: Vec::new(),
+    });
+    let mut located = Vec::new();
+    for (i, text) in parsed.texts.iter().enumerate() {
+        let context = context_of(text);
+        let scan = runtime.full.scan(&text.text, context);
+        for finding in scan.findings {
+            let flagged = scan.flagged.contains(&finding.category);
+            located.push(Located::new(finding, flagged, i, text, context));
+        }
+    }
+    let detect = started.elapsed();
+    let messages = parsed
+        .body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let text_bytes: usize = parsed.texts.iter().map(|t| t.text.len()).sum();
+    let input = base.request_input(&located, messages, text_bytes, &parsed.tools);
+    let mut record = Recorded {
+        metrics,
+        route: endpoint.label(),
+        stage: "request",
+        shadow: guard.shadow,
+        categories: input::flagged_categories(&located),
+        detect: Some(detect),
+    };
+    let verdict = runtime.decide(&input, &mut record);
+    let mut map = RedactionMap::new();
+    let mut rewritten = false;
+    match verdict.effective() {
+        Action::Deny | Action::RequireApproval => {
+            return RequestOutcome::Deny(Denial::new(&verdict.decision, guard, false), verdict);
+        }
+        Action::Redact => {
+            rewritten =
+                redact_request(endpoint, &mut parsed, &located, &verdict.decision, &mut map);
+        }
+        Action::Allow => {}
+    }
+    let canary = (guard.canary && endpoint == Endpoint::ChatCompletions).then(new_canary);
+    if let Some(canary) = &canary {
+        let note = format!("Confidential marker, never repeat it: {canary}");
+        rewritten |= texts::add_to_system_prompt(&mut parsed.body, &note);
+    }
+    let body = if rewritten {
+        match serde_json::to_vec(&parsed.body) {
+            Ok(bytes) => Bytes::from(bytes),
+            // Serialising a parsed Value cannot fail; fail closed if it ever does.
+            Err(_) => {
+                let denial = Denial {
+                    code: "policy_error".into(),
+                    reasons: Vec::new(),
+                    on_response: false,
+                };
+                return RequestOutcome::Deny(denial, verdict);
+            }
+        }
+    } else {
+        body
+    };
+    RequestOutcome::Forward(Forward {
+        body,
+        map,
+        canary,
+        verdict,
+    })
+}
+
+/// Replaces the spans of findings the decision redacts; returns whether anything changed.
+fn redact_request(
+    endpoint: Endpoint,
+    parsed: &mut texts::RequestTexts,
+    located: &[Located],
+    decision: &Decision,
+    map: &mut RedactionMap,
+) -> bool {
+    let mut changed = false;
+    for (i, text) in parsed.texts.iter().enumerate() {
+        let findings: Vec<_> = located
+            .iter()
+            .filter(|l| l.text_index == i && decision.redacts(l.finding.category.as_str()))
+            .map(|l| l.finding.clone())
+            .collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let redacted = map.redact(&text.text, &findings);
+        if redacted.text != text.text {
+            changed |= texts::set_text(endpoint, &mut parsed.body, text.location, redacted.text);
+        }
+    }
+    changed
+}
+
+/// A fresh canary: 128 bits from the process's randomly keyed hasher, a clock and a counter.
+fn new_canary() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut parts = [0u64; 2];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(n);
+        hasher.write_u128(nanos);
+        hasher.write_usize(i);
+        *part = hasher.finish();
+    }
+    format!("pc-{:016x}{:016x}", parts[0], parts[1])
+}
+
+/// What the answer phase needs from the request phase.
+pub(crate) struct AnswerGuard {
+    pub(crate) runtime: Arc<Snapshot>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) guard: RouteGuard,
+    pub(crate) base: input::OwnedBase,
+    pub(crate) map: RedactionMap,
+    pub(crate) canary: Option<String>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl AnswerGuard {
+    fn extra(&self) -> Vec<Box<dyn Detector>> {
+        self.canary
+            .iter()
+            .map(|c| Box::new(CanaryDetector::new(c.clone())) as Box<dyn Detector>)
+            .collect()
+    }
+
+    /// Phase: inspect a whole (non-streamed, successful) answer and decide. Returns the bytes
+    /// to send — the original ones unless redacted — or the denial.
+    pub(crate) fn inspect_answer(mut self, bytes: Bytes) -> (Result<Bytes, Denial>, Verdict) {
+        let allow = Verdict {
+            decision: Decision::allow(),
+            shadow: self.guard.shadow,
+        };
+        let runtime = self.runtime.guard();
+        let Ok(mut body) = serde_json::from_slice::<Value>(&bytes) else {
+            return (Ok(bytes), allow);
+        };
+        let started = Instant::now();
+        let extra = self.extra();
+        let extra_refs: Vec<&dyn Detector> = extra.iter().map(|d| d.as_ref()).collect();
+        let answers = texts::response_texts(self.endpoint, &body);
+        let mut located = Vec::new();
+        for (i, text) in answers.iter().enumerate() {
+            let scan = runtime
+                .patterns
+                .scan_with(&text.text, Context::Assistant, &extra_refs);
+            for finding in scan.findings {
+                let flagged = scan.flagged.contains(&finding.category);
+                located.push(Located::new(finding, flagged, i, text, Context::Assistant));
+            }
+        }
+        let detect = started.elapsed();
+        let input = self.base.borrow().response_input(&located);
+        let mut record = Recorded {
+            metrics: &self.metrics,
+            route: self.endpoint.label(),
+            stage: "response",
+            shadow: self.guard.shadow,
+            categories: input::flagged_categories(&located),
+            detect: Some(detect),
+        };
+        let verdict = runtime.decide(&input, &mut record);
+        match verdict.effective() {
+            Action::Deny | Action::RequireApproval => {
+                let denial = Denial::new(&verdict.decision, self.guard, true);
+                (Err(denial), verdict)
+            }
+            Action::Redact => {
+                let mut changed = false;
+                for (i, text) in answers.iter().enumerate() {
+                    let findings: Vec<_> = located
+                        .iter()
+                        .filter(|l| {
+                            l.text_index == i
+                                && verdict.decision.redacts(l.finding.category.as_str())
+                        })
+                        .map(|l| l.finding.clone())
+                        .collect();
+                    if findings.is_empty() {
+                        continue;
+                    }
+                    let redacted = self.map.redact(&text.text, &findings);
+                    changed |=
+                        texts::set_text(self.endpoint, &mut body, text.location, redacted.text);
+                }
+                let out = if changed {
+                    serde_json::to_vec(&body).map(Bytes::from).unwrap_or(bytes)
+                } else {
+                    bytes
+                };
+                (Ok(out), verdict)
+            }
+            Action::Allow => (Ok(bytes), verdict),
+        }
+    }
+}
+
+/// A synthetic answer carrying the refusal, for routes configured with `deny_with: refusal`:
+/// a completion (or a stream of one) whose `finish_reason` is `content_filter`. `None` for
+/// embeddings, which have no way to carry text.
+pub(crate) fn refusal_body(
+    endpoint: Endpoint,
+    stream: bool,
+    model: &str,
+    id: &str,
+    denial: &Denial,
+) -> Option<(Bytes, &'static str)> {
+    let message = denial.message();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (object, chunk_object, choice, first, last) = match endpoint {
+        Endpoint::ChatCompletions => (
+            "chat.completion",
+            "chat.completion.chunk",
+            serde_json::json!({"index": 0, "message": {"role": "assistant", "content": message, "refusal": message},
+                "finish_reason": "content_filter", "logprobs": null}),
+            serde_json::json!({"index": 0, "delta": {"role": "assistant", "content": message}, "finish_reason": null}),
+            serde_json::json!({"index": 0, "delta": {}, "finish_reason": "content_filter"}),
+        ),
+        Endpoint::Completions => (
+            "text_completion",
+            "text_completion",
+            serde_json::json!({"index": 0, "text": message, "finish_reason": "content_filter", "logprobs": null}),
+            serde_json::json!({"index": 0, "text": message, "finish_reason": null, "logprobs": null}),
+            serde_json::json!({"index": 0, "text": "", "finish_reason": "content_filter", "logprobs": null}),
+        ),
+        Endpoint::Embeddings => return None,
+    };
+    let id = format!("portcullis-{id}");
+    if !stream {
+        let body = serde_json::json!({"id": id, "object": object, "created": created, "model": model,
+            "choices": [choice], "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}});
+        return Some((Bytes::from(body.to_string()), "application/json"));
+    }
+    let mut out = String::new();
+    for choice in [first, last] {
+        let chunk = serde_json::json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [choice]});
+        out.push_str("data: ");
+        out.push_str(&chunk.to_string());
+        out.push_str("\n\n");
+    }
+    out.push_str("data: [DONE]\n\n");
+    Some((Bytes::from(out), "text/event-stream"))
+}
