@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark: the gateway overhead of Portcullis against nginx, both proxying the
-# same mock LLM upstream on one pinned core. What it measures, the knobs and the
-# caveats are in bench/README.md; the method is in docs/benchmarks.md.
+# Load benchmark: the gateway overhead of Portcullis against nginx and the LiteLLM proxy,
+# each proxying the same mock LLM upstream on one pinned core. What it measures, the knobs
+# and the caveats are in bench/README.md; the method is in docs/benchmarks.md.
 #
 #   bench/run.sh           install what is missing, build, run, print the table
 #   bench/run.sh --check   cheap CI check: syntax and files only, no build, no load
@@ -10,16 +10,19 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 LUA_SCRIPT=$BENCH_DIR/post.lua
-HELPER_SCRIPTS=("$BENCH_DIR/lib/body.sh" "$BENCH_DIR/lib/report.awk")
+SHELL_LIBS=("$BENCH_DIR/lib/body.sh" "$BENCH_DIR/lib/litellm.sh")
+HELPER_SCRIPTS=("${SHELL_LIBS[@]}" "$BENCH_DIR/lib/report.awk" "$BENCH_DIR/litellm-constraints.txt")
 
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
+# A second, lighter run per target (0: none) for p99 below saturation; see bench/README.md.
+LIGHT_CONNECTIONS=${BENCH_LIGHT_CONNECTIONS:-4}
 WRK_THREADS=${BENCH_THREADS:-1}
 DURATION=${BENCH_DURATION:-10}
 DURATION=${DURATION%s}
 WARMUP=${BENCH_WARMUP:-2}
 WARMUP=${WARMUP%s}
 SCENARIOS=${BENCH_SCENARIOS:-json sse}
-TARGETS=${BENCH_TARGETS:-direct nginx portcullis}
+TARGETS=${BENCH_TARGETS:-direct nginx portcullis litellm}
 STREAM_CHUNKS=${BENCH_STREAM_CHUNKS:-50}
 PORT_BASE=${BENCH_PORT_BASE:-28400}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
@@ -29,16 +32,26 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PORTCULLIS_BIN=${BENCH_PORTCULLIS_BIN:-$TARGET_DIR/release/portcullis}
 MOCK_BIN=${BENCH_MOCK_BIN:-$TARGET_DIR/release/portcullis-mock-upstream}
+# 1.82.6 is the version verified here, and the last release before the two compromised
+# uploads (1.82.7, 1.82.8; since removed from PyPI) that run.sh refuses.
+LITELLM_VERSION=${BENCH_LITELLM_VERSION:-1.82.6}
+LITELLM_VENV=${BENCH_LITELLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-bench/litellm-$LITELLM_VERSION}
+LITELLM_CONSTRAINTS=${BENCH_LITELLM_CONSTRAINTS-$BENCH_DIR/litellm-constraints.txt}
 
 MOCK_PORT=$PORT_BASE
 NGINX_PORT=$((PORT_BASE + 1))
 PORTCULLIS_PORT=$((PORT_BASE + 2))
+LITELLM_PORT=$((PORT_BASE + 3))
+# `on`: the gateway's defaults, guard included; `off`: a generated config with guard.enabled: false.
+PORTCULLIS_GUARD=${BENCH_PORTCULLIS_GUARD:-on}
 CHAT_PATH=/v1/chat/completions
 # A run fails when more than 1 request in this many ends in an error (0.1 %).
 ERROR_BUDGET_DIVISOR=1000
 
 # shellcheck source-path=SCRIPTDIR source=lib/body.sh
 source "$BENCH_DIR/lib/body.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/litellm.sh
+source "$BENCH_DIR/lib/litellm.sh"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -99,16 +112,19 @@ cleanup() {
     exit "$status"
 }
 
-# Polls COMMAND (bounded: 20 s) until it succeeds; WHAT names it in the failure message.
-wait_until() {
-    local what=$1 _
-    shift
-    for _ in $(seq 1 200); do
+# Polls COMMAND every 0.1 s for up to SECONDS until it succeeds; WHAT names it in the
+# failure message.
+wait_up_to() {
+    local seconds=$1 what=$2 _
+    shift 2
+    for _ in $(seq 1 $((seconds * 10))); do
         if "$@"; then return 0; fi
         sleep 0.1
     done
-    die "timed out after 20 s waiting for $what"
+    die "timed out after $seconds s waiting for $what"
 }
+
+wait_until() { wait_up_to 20 "$@"; }
 
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -134,6 +150,29 @@ cpu_ticks() {
         read -r -a fields <<<"${stat##*) }"
         # fields[0] is field 3 (state), so utime (14) and stime (15) are 11 and 12.
         total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# CPU ticks of ROOT and every process below it: utime+stime of each live process plus
+# cutime+cstime, the time of the children it has reaped, so a worker that exits during the
+# run still counts. For nginx that is master + worker, for LiteLLM every process it starts.
+tree_cpu_ticks() {
+    local root=$1 dir stat fields pid up total=0
+    local -A parent_of=() ticks=()
+    for dir in /proc/[0-9]*; do
+        { read -r stat <"$dir/stat"; } 2>/dev/null || continue
+        read -r -a fields <<<"${stat##*) }"
+        pid=${dir#/proc/}
+        parent_of[$pid]=${fields[1]}
+        # fields[13] and [14] are cutime (16) and cstime (17).
+        ticks[$pid]=$((fields[11] + fields[12] + fields[13] + fields[14]))
+    done
+    [[ -n ${ticks[$root]:-} ]] || die "proxy process $root is gone; see $RUN_DIR"
+    for pid in "${!ticks[@]}"; do
+        up=$pid
+        while [[ $up != "$root" && $up -gt 1 ]]; do up=${parent_of[$up]:-0}; done
+        [[ $up == "$root" ]] && total=$((total + ticks[$pid]))
     done
     echo "$total"
 }
@@ -165,6 +204,9 @@ install_prerequisites() {
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v curl >/dev/null || missing+=(curl)
     command -v getconf >/dev/null || missing+=(libc-bin)
+    if target_selected litellm && ! litellm_is_installed; then
+        "${BENCH_PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
+    fi
     ((${#missing[@]} == 0)) && return 0
     [[ ${BENCH_SKIP_INSTALL:-0} == 1 ]] && die "missing ${missing[*]} and BENCH_SKIP_INSTALL=1"
     command -v apt-get >/dev/null || die "missing ${missing[*]}; install them (Debian packages)"
@@ -177,6 +219,8 @@ install_prerequisites() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
+target_selected() { [[ " $TARGETS " == *" $1 "* ]]; }
+
 build_binaries() {
     if [[ ${BENCH_SKIP_BUILD:-0} == 1 ]]; then
         log "BENCH_SKIP_BUILD=1: using $PORTCULLIS_BIN and $MOCK_BIN as they are"
@@ -184,13 +228,14 @@ build_binaries() {
         log "building release binaries (cargo build --release -p portcullis-cli -p portcullis-testkit)"
         (cd "$ROOT" && cargo build --release -p portcullis-cli -p portcullis-testkit) >&2
     fi
-    [[ -x $PORTCULLIS_BIN ]] || die "no gateway binary at $PORTCULLIS_BIN"
+    ! target_selected portcullis || [[ -x $PORTCULLIS_BIN ]] || die "no gateway binary at $PORTCULLIS_BIN"
     [[ -x $MOCK_BIN ]] || die "no mock upstream binary at $MOCK_BIN"
 }
 
 validate_knobs() {
     local pair name value
-    for pair in BENCH_CONNECTIONS:CONNECTIONS BENCH_THREADS:WRK_THREADS BENCH_DURATION:DURATION \
+    for pair in BENCH_CONNECTIONS:CONNECTIONS BENCH_LIGHT_CONNECTIONS:LIGHT_CONNECTIONS \
+        BENCH_THREADS:WRK_THREADS BENCH_DURATION:DURATION \
         BENCH_WARMUP:WARMUP BENCH_STREAM_CHUNKS:STREAM_CHUNKS BENCH_PORT_BASE:PORT_BASE \
         BENCH_PROXY_CPU:PROXY_CPU BENCH_LOAD_CPU:LOAD_CPU BENCH_QUIET_WAIT:QUIET_WAIT; do
         name=${pair#*:}
@@ -202,17 +247,28 @@ validate_knobs() {
     ((WARMUP <= 60)) || die "BENCH_WARMUP must be 0..60 seconds"
     ((QUIET_WAIT <= 3600)) || die "BENCH_QUIET_WAIT must be 0..3600 seconds"
     ((CONNECTIONS >= WRK_THREADS)) || die "BENCH_CONNECTIONS must be >= BENCH_THREADS"
+    ((LIGHT_CONNECTIONS == 0 || (LIGHT_CONNECTIONS >= WRK_THREADS && LIGHT_CONNECTIONS < CONNECTIONS))) ||
+        die "BENCH_LIGHT_CONNECTIONS must be 0 (off) or from BENCH_THREADS to below BENCH_CONNECTIONS"
     ((PORT_BASE >= 1024 && PORT_BASE <= 65000)) || die "BENCH_PORT_BASE must be 1024..65000"
     local scenario target
     for scenario in $SCENARIOS; do
         [[ $scenario == json || $scenario == sse ]] || die "unknown scenario '$scenario' (json, sse)"
     done
     for target in $TARGETS; do
-        case $target in direct | nginx | portcullis) ;; *) die "unknown target '$target' (direct, nginx, portcullis)" ;; esac
+        case $target in direct | nginx | portcullis | litellm) ;; *) die "unknown target '$target' (direct, nginx, portcullis, litellm)" ;; esac
     done
+    [[ $PORTCULLIS_GUARD == on || $PORTCULLIS_GUARD == off ]] ||
+        die "BENCH_PORTCULLIS_GUARD must be on or off, got '$PORTCULLIS_GUARD'"
+    [[ $LITELLM_VERSION =~ ^1\.[0-9]+\.[0-9]+(\.post[0-9]+)?$ ]] ||
+        die "BENCH_LITELLM_VERSION must be an exact 1.x release such as 1.82.6, got '$LITELLM_VERSION'"
+    case $LITELLM_VERSION in
+    1.82.7 | 1.82.8) die "litellm $LITELLM_VERSION is a compromised upload (March 2026); pick another version" ;;
+    esac
+    [[ -z $LITELLM_CONSTRAINTS || -f $LITELLM_CONSTRAINTS ]] ||
+        die "BENCH_LITELLM_CONSTRAINTS: no file $LITELLM_CONSTRAINTS (set it empty to resolve freely)"
 }
 
-# --- the three targets --------------------------------------------------------------
+# --- the targets (litellm: lib/litellm.sh) -------------------------------------------
 
 MOCK_PID=""
 
@@ -274,7 +330,8 @@ http {
 EOF
 }
 
-# Starts the proxy TARGET; sets PROXY_PID (measured for peak RSS) and PROXY_PIDS (CPU).
+# Starts the proxy TARGET; sets PROXY_PID (measured for peak RSS) and PROXY_PIDS, whose
+# first process is the root of the process tree measured for CPU.
 PROXY_PID=""
 PROXY_PIDS=()
 
@@ -297,8 +354,28 @@ start_nginx() {
     log "nginx master $master, worker $PROXY_PID on 127.0.0.1:$NGINX_PORT (cpu $PROXY_CPU)"
 }
 
+# With BENCH_PORTCULLIS_GUARD=off: a config file with the same upstream and the guard
+# switched off, to tell the guard's cost from the proxying's.
+write_portcullis_config() {
+    cat >"$1" <<EOF
+# Generated by bench/run.sh (BENCH_PORTCULLIS_GUARD=off): forward only, no guard.
+upstreams:
+  - name: mock
+    url: http://127.0.0.1:$MOCK_PORT/v1
+default_upstream: mock
+guard:
+  enabled: false
+EOF
+}
+
 start_portcullis() {
-    local args=(serve --listen "127.0.0.1:$PORTCULLIS_PORT" --upstream "http://127.0.0.1:$MOCK_PORT/v1")
+    local args=(serve --listen "127.0.0.1:$PORTCULLIS_PORT")
+    if [[ $PORTCULLIS_GUARD == off ]]; then
+        write_portcullis_config "$RUN_DIR/portcullis.yaml"
+        args+=(--config "$RUN_DIR/portcullis.yaml")
+    else
+        args+=(--upstream "http://127.0.0.1:$MOCK_PORT/v1")
+    fi
     local help
     help=$("$PORTCULLIS_BIN" serve --help 2>&1 || true)
     [[ $help != *--log-level* ]] || args+=(--log-level warn)
@@ -308,9 +385,14 @@ start_portcullis() {
     PROXY_PID=$!
     PROXY_PIDS=("$PROXY_PID")
     STARTED_PIDS+=("$PROXY_PID")
-    wait_until "portcullis /readyz to return 200" \
-        http_status_is 200 "http://127.0.0.1:$PORTCULLIS_PORT/readyz"
+    wait_until "portcullis /readyz to return 200" portcullis_is_ready
     log "portcullis pid $PROXY_PID on 127.0.0.1:$PORTCULLIS_PORT (cpu $PROXY_CPU): ${args[*]}"
+}
+
+portcullis_is_ready() {
+    is_running "$PROXY_PID" ||
+        die "portcullis exited during start-up: $(tail -n 3 "$RUN_DIR/portcullis.stderr")"
+    http_status_is 200 "http://127.0.0.1:$PORTCULLIS_PORT/readyz"
 }
 
 stop_proxy() {
@@ -318,7 +400,7 @@ stop_proxy() {
     for pid in "${PROXY_PIDS[@]}"; do
         is_running "$pid" || die "proxy process $pid died during the run; see $RUN_DIR"
     done
-    # Stopping the first pid (the nginx master or the gateway) stops its workers too.
+    # Stopping the first pid (the nginx master, the gateway or litellm) stops its workers too.
     stop_pid "${PROXY_PIDS[0]}"
     forget_pid "${PROXY_PIDS[0]}"
     PROXY_PID=""
@@ -330,6 +412,7 @@ target_url() {
     direct) echo "http://127.0.0.1:$MOCK_PORT$CHAT_PATH" ;;
     nginx) echo "http://127.0.0.1:$NGINX_PORT$CHAT_PATH" ;;
     portcullis) echo "http://127.0.0.1:$PORTCULLIS_PORT$CHAT_PATH" ;;
+    litellm) echo "http://127.0.0.1:$LITELLM_PORT$CHAT_PATH" ;;
     esac
 }
 
@@ -356,8 +439,8 @@ sanity_request() {
 # Runs wrk into OUTPUT. In the background and waited for, so that a signal reaches the
 # traps at once instead of after the run.
 run_wrk() {
-    local seconds=$1 url=$2 body=$3 output=$4 pid status=0
-    taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${seconds}s" \
+    local connections=$1 seconds=$2 url=$3 body=$4 output=$5 pid status=0
+    taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$connections" -d "${seconds}s" \
         --timeout 10s --latency -s "$LUA_SCRIPT" "$url" -- "$body" >"$output" 2>&1 &
     pid=$!
     STARTED_PIDS+=("$pid")
@@ -375,7 +458,7 @@ machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc
 SNAPSHOT=()
 cpu_snapshot() {
     local target=$1 proxy=0 times_file=$RUN_DIR/times.txt children
-    [[ $target == direct ]] || proxy=$(cpu_ticks "${PROXY_PIDS[@]}")
+    [[ $target == direct ]] || proxy=$(tree_cpu_ticks "${PROXY_PIDS[0]}")
     times >"$times_file"
     children=$(awk -v tck="$CLK_TCK" 'NR == 2 {
         for (i = 1; i <= 2; i++) { split($i, part, "m"); total += part[1] * 60 + part[2] }
@@ -404,21 +487,28 @@ wait_for_quiet() {
 machine_busy_idle_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
 
 # Appends one tab-separated row to $RESULTS_TSV; columns are named in lib/report.awk.
+# LOAD is `main` (BENCH_CONNECTIONS, after the sanity request and the warm-up) or `light`
+# (BENCH_LIGHT_CONNECTIONS, right after the main run on the same, warm proxy).
 measure() {
-    local scenario=$1 target=$2 body=$3 url raw rss_kb=-
+    local scenario=$1 target=$2 body=$3 load=$4 url raw rss_kb=- connections=$CONNECTIONS
     url=$(target_url "$target")
-    sanity_request "$scenario" "$target" "$url" "$body"
-    if ((WARMUP > 0)); then
-        log "$scenario/$target: warm-up ${WARMUP}s"
-        run_wrk "$WARMUP" "$url" "$body" "$OUT_DIR/raw/$scenario-$target-warmup.txt"
+    raw=$OUT_DIR/raw/$scenario-$target.txt
+    if [[ $load == light ]]; then
+        connections=$LIGHT_CONNECTIONS
+        raw=$OUT_DIR/raw/$scenario-$target-c$connections.txt
+    else
+        sanity_request "$scenario" "$target" "$url" "$body"
+        if ((WARMUP > 0)); then
+            log "$scenario/$target: warm-up ${WARMUP}s"
+            run_wrk "$connections" "$WARMUP" "$url" "$body" "$OUT_DIR/raw/$scenario-$target-warmup.txt"
+        fi
     fi
     wait_for_quiet
-    log "$scenario/$target: measuring ${DURATION}s at $CONNECTIONS connections"
+    log "$scenario/$target: measuring ${DURATION}s at $connections connections"
     local before after
     cpu_snapshot "$target"
     before=("${SNAPSHOT[@]}")
-    raw=$OUT_DIR/raw/$scenario-$target.txt
-    run_wrk "$DURATION" "$url" "$body" "$raw"
+    run_wrk "$connections" "$DURATION" "$url" "$body" "$raw"
     cpu_snapshot "$target"
     after=("${SNAPSHOT[@]}")
     [[ $target == direct ]] || rss_kb=$(peak_rss_kb "$PROXY_PID")
@@ -437,14 +527,14 @@ measure() {
     errors=$((result[connect] + result[read] + result[write] + result[status] + result[timeout]))
     if ((result[requests] == 0 || errors * ERROR_BUDGET_DIVISOR > result[requests])); then
         verdict=failed
-        printf '\nbench: FAILED %s/%s: %d errors in %d requests (budget 0.1 %%): %s\n\n' \
-            "$scenario" "$target" "$errors" "${result[requests]}" "$line" >&2
+        printf '\nbench: FAILED %s/%s at c=%d: %d errors in %d requests (budget 0.1 %%): %s\n\n' \
+            "$scenario" "$target" "$connections" "$errors" "${result[requests]}" "$line" >&2
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$scenario" "$target" "${result[requests]}" "${result[duration_us]}" \
         "${result[p50_us]}" "${result[p90_us]}" "${result[p99_us]}" "${result[max_us]}" \
         "$errors" "${result[status]}" "$proxy_ticks" "$rss_kb" \
-        "$verdict" "${result[bytes]}" "$other_ticks" >>"$RESULTS_TSV"
+        "$verdict" "${result[bytes]}" "$other_ticks" "$load" "$connections" >>"$RESULTS_TSV"
 }
 
 run_scenario() {
@@ -454,8 +544,10 @@ run_scenario() {
         case $target in
         nginx) start_nginx ;;
         portcullis) start_portcullis ;;
+        litellm) start_litellm ;;
         esac
-        measure "$scenario" "$target" "$body"
+        measure "$scenario" "$target" "$body" main
+        ((LIGHT_CONNECTIONS == 0)) || measure "$scenario" "$target" "$body" light
         [[ $target == direct ]] || stop_proxy
     done
 }
@@ -485,8 +577,11 @@ write_report() {
         printf 'nginx\t%s\n' "$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
         printf 'wrk\t%s\n' "$({ wrk -v 2>&1 || true; } | head -n 1 | awk '{ print $1, $2 }')"
         printf 'portcullis\t%s\n' "$({ "$PORTCULLIS_BIN" --version 2>/dev/null || echo unknown; } | head -n 1)"
+        printf 'portcullis_guard\t%s\n' "$PORTCULLIS_GUARD"
+        ! target_selected litellm || printf 'litellm\t%s\n' "$(litellm_version_line)"
         printf 'clk_tck\t%s\n' "$CLK_TCK"
         printf 'connections\t%s\n' "$CONNECTIONS"
+        printf 'light_connections\t%s\n' "$LIGHT_CONNECTIONS"
         printf 'wrk_threads\t%s\n' "$WRK_THREADS"
         printf 'duration_s\t%s\n' "$DURATION"
         printf 'warmup_s\t%s\n' "$WARMUP"
@@ -503,9 +598,42 @@ write_report() {
 
 # --- check mode ---------------------------------------------------------------------
 
+# Runs lib/report.awk over made-up rows of every target at both loads: the JSON must parse
+# (when python3 is there) and the table must hold the ratio columns and the light table.
+check_report() {
+    local dir status=0 scenario target load connections requests
+    dir=$(mktemp -d)
+    printf 'date\tcheck\nnproc\t2\nclk_tck\t100\nconnections\t32\nlight_connections\t4\nlitellm\t1.0.0\n' >"$dir/machine.tsv"
+    for scenario in json sse; do
+        for load in main light; do
+            connections=$([[ $load == main ]] && echo 32 || echo 4)
+            for target in direct nginx portcullis litellm; do
+                requests=$([[ $target == litellm ]] && echo 1300 || echo 300000)
+                printf '%s\t%s\t%s\t10000000\t900\t1500\t2100\t9000\t0\t0\t%s\t%s\tok\t1000\t10\t%s\t%s\n' \
+                    "$scenario" "$target" "$requests" "$([[ $target == direct ]] && echo 0 || echo 900)" \
+                    "$([[ $target == direct ]] && echo - || echo 10240)" "$load" "$connections"
+            done
+        done
+    done >"$dir/results.tsv"
+    awk -v mode=markdown -f "$BENCH_DIR/lib/report.awk" "$dir/machine.tsv" "$dir/results.tsv" >"$dir/results.md" &&
+        awk -v mode=json -f "$BENCH_DIR/lib/report.awk" "$dir/machine.tsv" "$dir/results.tsv" >"$dir/results.json" || status=1
+    if ((status == 0)); then
+        if ! grep -q 'CPU µs/req P/L' "$dir/results.md" || ! grep -q '^### Lighter load: c=4' "$dir/results.md" ||
+            ! grep -q '"vs_litellm"' "$dir/results.json" || ! grep -q '"light_load"' "$dir/results.json"; then
+            log "lib/report.awk: the made-up run lacks the LiteLLM ratio or the light-load rows"
+            status=1
+        fi
+        if command -v python3 >/dev/null; then
+            python3 -m json.tool "$dir/results.json" >/dev/null || status=1
+        fi
+    fi
+    rm -rf "$dir"
+    return "$status"
+}
+
 check() {
     local problems=0 file tool
-    for file in "${BASH_SOURCE[0]}" "$BENCH_DIR/lib/body.sh"; do
+    for file in "${BASH_SOURCE[0]}" "${SHELL_LIBS[@]}"; do
         bash -n "$file" || problems=$((problems + 1))
     done
     for file in "$LUA_SCRIPT" "${HELPER_SCRIPTS[@]}" "$BENCH_DIR/README.md"; do
@@ -518,8 +646,9 @@ check() {
         log "$LUA_SCRIPT has no done() hook"
         problems=$((problems + 1))
     }
-    # The report code must at least parse: run it over an empty result set.
+    # The report code must parse and cope with an empty result set and a made-up full one.
     awk -v mode=json -f "$BENCH_DIR/lib/report.awk" /dev/null /dev/null >/dev/null || problems=$((problems + 1))
+    check_report || problems=$((problems + 1))
     # The generated request must be the size the docs claim and valid JSON.
     local body
     body=$(mktemp)
@@ -535,7 +664,7 @@ check() {
     fi
     rm -f "$body"
     if command -v shellcheck >/dev/null; then
-        shellcheck -x "${BASH_SOURCE[0]}" "$BENCH_DIR/lib/body.sh" || problems=$((problems + 1))
+        shellcheck -x "${BASH_SOURCE[0]}" "${SHELL_LIBS[@]}" || problems=$((problems + 1))
     else
         log "shellcheck not installed; skipped"
     fi
@@ -565,6 +694,7 @@ main() {
 
     validate_knobs
     install_prerequisites
+    ! target_selected litellm || install_litellm
     NGINX_BIN=$(find_nginx)
     CLK_TCK=$(getconf CLK_TCK)
     build_binaries

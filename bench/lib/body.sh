@@ -5,6 +5,9 @@
 # The text holds no double quotes, backslashes or control characters, so it is
 # placed into the JSON as it is.
 
+# The model the request names; the LiteLLM target routes it to the mock (lib/litellm.sh).
+CHAT_MODEL=gpt-4o-mini
+
 # write_chat_request FILE STREAM  (STREAM is `true` or `false`)
 write_chat_request() {
     local file=$1 stream=$2
@@ -28,7 +31,7 @@ Nothing changed on the network side as far as I know. Would it be reasonable to 
 two minutes, or should we split the upload into several smaller files instead? Please list the trade-offs \
 of each option and tell me which one you would pick for a job that must finish before six in the morning."
     {
-        printf '{"model":"gpt-4o-mini","temperature":0.2,"max_tokens":512,"stream":%s,"messages":[' "$stream"
+        printf '{"model":"%s","temperature":0.2,"max_tokens":512,"stream":%s,"messages":[' "$CHAT_MODEL" "$stream"
         printf '{"role":"system","content":"%s"},' "$system"
         printf '{"role":"user","content":"%s"},' "$user_1"
         printf '{"role":"assistant","content":"%s"},' "$assistant_1"
