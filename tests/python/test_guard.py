@@ -27,7 +27,7 @@ def test_injection_is_blocked_with_a_policy_error(pair: Pair):
     error = raised.value
     assert error.status_code == 400
     assert error.body["type"] == "policy_violation"
-    assert error.code and error.code != "policy_error"
+    assert error.code == "prompt_injection"
     assert "prompt_injection" in error.body["message"]
     assert error.response.headers["x-portcullis-decision"] == "deny"
 

@@ -91,36 +91,19 @@ fn fingerprint(text: &str, config: &Config) -> u64 {
         }
     }
     if let PolicySource::Dir(dir) = &config.guard.policy {
-        hash_tree(dir, 0, &mut hasher);
+        // The same reader the snapshot uses, so exactly the files that make the bundle count;
+        // an unreadable bundle hashes its error, so fixing it triggers a reload too.
+        match portcullis_proxy::read_bundle_dir(dir) {
+            Ok(bundle) => {
+                for module in bundle.modules() {
+                    (&module.path, &module.source).hash(&mut hasher);
+                }
+                bundle.data().to_string().hash(&mut hasher);
+            }
+            Err(error) => error.to_string().hash(&mut hasher),
+        }
     }
     hasher.finish()
-}
-
-/// Hashes names and contents of the policy and data files under `dir` (as the bundle reader
-/// sees them: hidden entries skipped, bounded depth).
-fn hash_tree(dir: &Path, depth: usize, hasher: &mut DefaultHasher) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            if depth < 16 {
-                hash_tree(&path, depth + 1, hasher);
-            }
-        } else if name.ends_with(".rego") || name.starts_with("data.") {
-            name.hash(hasher);
-            std::fs::read(&path).unwrap_or_default().hash(hasher);
-        }
-    }
 }
 
 /// Builds a configuration from `--upstream [MODELS=]URL` flags. A bare URL is the default

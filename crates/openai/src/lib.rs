@@ -14,4 +14,4 @@ pub mod texts;
 
 pub use error::{ApiError, ErrorKind};
 pub use probe::{Endpoint, RequestProbe, probe_request};
-pub use sse::{SseFramer, SseOverflow, StreamEnd};
+pub use sse::{SseFramer, SseOverflow, StreamEnd, event_data, split_events};

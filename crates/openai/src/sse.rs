@@ -125,6 +125,60 @@ fn last_event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Splits bytes the framer released into events, each ending with its blank line, by the same
+/// rule the framer cuts at (a line ending directly followed by another: `\n\n`, `\r\n\r\n`,
+/// `\r\r`, `\n\r\n`, ...). Trailing bytes without a boundary (line endings the framer let
+/// through) come last, as one piece.
+pub fn split_events(bytes: &[u8]) -> Vec<&[u8]> {
+    let eol_len = |at: usize| match (bytes[at], bytes.get(at + 1)) {
+        (b'\r', Some(b'\n')) => 2,
+        _ => 1,
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while let Some(offset) = memchr::memchr2(b'\n', b'\r', &bytes[i..]) {
+        let p = i + offset;
+        let next = p + eol_len(p);
+        if next < bytes.len() && is_eol(bytes[next]) {
+            let end = next + eol_len(next);
+            out.push(&bytes[start..end]);
+            start = end;
+            i = end;
+        } else {
+            i = next;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    if start < bytes.len() {
+        out.push(&bytes[start..]);
+    }
+    out
+}
+
+/// The joined `data:` field of one event (lines joined with `\n`, one leading space dropped,
+/// as the SSE spec says), or `None` if it has no `data:` line or is not UTF-8.
+pub fn event_data(event: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(event).ok()?;
+    let mut data: Option<String> = None;
+    for line in text.split(['\n', '\r']) {
+        let Some(rest) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        match &mut data {
+            Some(d) => {
+                d.push('\n');
+                d.push_str(rest);
+            }
+            None => data = Some(rest.to_string()),
+        }
+    }
+    data
+}
+
 /// Whether the last event in `events` (which ends on a boundary) is `data: [DONE]`.
 fn ends_with_done(events: &[u8]) -> bool {
     let trimmed = events
@@ -137,6 +191,23 @@ fn ends_with_done(events: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_split_where_the_framer_cuts() {
+        let bytes = b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n\r\n: keep\n\n\n";
+        let events = split_events(bytes);
+        assert_eq!(events.len(), 6, "{events:?}");
+        assert_eq!(event_data(events[1]).as_deref(), Some("b"));
+        assert_eq!(event_data(events[3]).as_deref(), Some("d"));
+        assert_eq!(event_data(events[4]), None);
+        assert_eq!(events[5], b"\n");
+        assert_eq!(events.concat(), bytes.to_vec());
+        assert_eq!(event_data(b"data: x\ndata:y\n\n").as_deref(), Some("x\ny"));
+        // Every cut is one the framer would make, and nothing is lost.
+        let mut framer = SseFramer::new(1 << 20);
+        let released = framer.push(Bytes::from_static(bytes)).unwrap();
+        assert_eq!(split_events(&released).concat(), released.to_vec());
+    }
     use proptest::prelude::*;
 
     fn feed(framer: &mut SseFramer, chunks: &[&[u8]]) -> Vec<u8> {

@@ -265,28 +265,6 @@ pub fn response_texts(endpoint: Endpoint, body: &Value) -> Vec<Text> {
     out
 }
 
-/// The text deltas of one stream chunk: `(choice index field, text)` for each choice carrying
-/// `delta.content` (chat) or `text` (completions).
-pub fn chunk_texts(endpoint: Endpoint, chunk: &Value) -> Vec<(u64, String)> {
-    let choices = chunk.get("choices").and_then(Value::as_array);
-    let mut out = Vec::new();
-    for (position, choice) in choices.into_iter().flatten().enumerate() {
-        let index = choice
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(position as u64);
-        let text = match endpoint {
-            Endpoint::ChatCompletions => choice.pointer("/delta/content"),
-            Endpoint::Completions => choice.get("text"),
-            Endpoint::Embeddings => None,
-        };
-        if let Some(Value::String(text)) = text {
-            out.push((index, text.clone()));
-        }
-    }
-    out
-}
-
 #[derive(Deserialize)]
 struct ChunkProbe<'a> {
     #[serde(default, borrow)]
@@ -309,10 +287,11 @@ struct DeltaProbe<'a> {
     content: Option<Cow<'a, str>>,
 }
 
-/// Like [`chunk_texts`], straight from an event's JSON text without building a `Value` (the
-/// stream guard's per-event path): `None` if the text is not a JSON object of that shape.
-/// Texts borrow from `data` unless they contain escapes.
-pub fn chunk_texts_from_str(endpoint: Endpoint, data: &str) -> Option<Vec<(u64, Cow<'_, str>)>> {
+/// The text deltas of one stream chunk, read from the event's JSON text without building a
+/// `Value` (the stream guard runs this per event): `(choice index field, text)` for each choice
+/// carrying `delta.content` (chat) or `text` (completions). `None` if `data` is not a JSON
+/// object of that shape. Texts borrow from `data` unless they contain escapes.
+pub fn chunk_texts(endpoint: Endpoint, data: &str) -> Option<Vec<(u64, Cow<'_, str>)>> {
     let probe: ChunkProbe<'_> = serde_json::from_str(data).ok()?;
     let mut out = Vec::new();
     for (position, choice) in probe.choices.into_iter().flatten().enumerate() {
@@ -472,15 +451,24 @@ mod tests {
         );
         let mut chunk = serde_json::json!({"choices":[{"index":1,"delta":{"content":"he"}}]});
         assert_eq!(
-            chunk_texts(Endpoint::ChatCompletions, &chunk),
-            vec![(1, "he".to_string())]
+            chunk_texts(Endpoint::ChatCompletions, &chunk.to_string()).unwrap(),
+            vec![(1, Cow::Borrowed("he"))]
         );
         set_chunk_text(Endpoint::ChatCompletions, &mut chunk, 1, "HE".into());
         assert_eq!(chunk["choices"][0]["delta"]["content"], "HE");
-        let completion = serde_json::json!({"choices":[{"index":0,"text":"t"}]});
+        let completion = r#"{"choices":[{"index":0,"text":"t","logprobs":null}]}"#;
         assert_eq!(
-            chunk_texts(Endpoint::Completions, &completion),
-            vec![(0, "t".to_string())]
+            chunk_texts(Endpoint::Completions, completion).unwrap(),
+            vec![(0, Cow::Borrowed("t"))]
         );
+        // Escapes, nulls, missing indices (position counts), unknown fields.
+        let odd = r#"{"choices":[{"index":2,"delta":{"content":"a\"b","role":null}},{"delta":{"content":null}},{"delta":{"content":"c"}}],"x":[1]}"#;
+        assert_eq!(
+            chunk_texts(Endpoint::ChatCompletions, odd).unwrap(),
+            vec![(2, Cow::Borrowed("a\"b")), (2, Cow::Borrowed("c"))]
+        );
+        let none = chunk_texts(Endpoint::ChatCompletions, r#"{"choices":null}"#).unwrap();
+        assert!(none.is_empty());
+        assert!(chunk_texts(Endpoint::ChatCompletions, "[1]").is_none());
     }
 }

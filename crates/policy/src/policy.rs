@@ -48,9 +48,9 @@ const TIMER_CHECK_INTERVAL: NonZeroU32 = match NonZeroU32::new(256) {
 /// handles like any evaluation error (its failure mode, closed by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// VM instructions per decision. The default bundle uses about 60 for an input without
-    /// findings and 20–90 more per finding (the gateway sends at most 256 findings), so the
-    /// default leaves room for more than 10,000 findings.
+    /// VM instructions per decision. The default bundle stays within 100 plus 100 per finding
+    /// (a test in `tests/default_bundle.rs` holds it to that; the gateway sends at most 256
+    /// findings).
     pub max_instructions: usize,
     /// Wall-clock time per decision, checked every 256 instructions (so it also bounds a
     /// decision slowed by expensive builtins, though not a single builtin call).
@@ -58,8 +58,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// One million instructions (some 60–100 ms of VM time on the 2-core development
-    /// machine) and 100 ms: far above what a sane policy needs per decision (the default
+    /// One million instructions and 100 ms: far above what a sane policy needs per decision (the default
     /// bundle takes microseconds), low enough that a runaway policy cannot hold a request
     /// for long.
     pub const DEFAULT: Limits = Limits {

@@ -271,3 +271,47 @@ fn the_most_findings_the_gateway_sends_stay_well_inside_the_limits() {
     assert_eq!(d.action, Action::Redact);
     assert_eq!(d.reasons.len(), 256);
 }
+
+/// The headroom `docs/policy.md` states: the largest input the gateway sends (256 findings)
+/// decides within 100 instructions per finding plus 100, far under `Limits::DEFAULT`.
+#[test]
+fn the_largest_gateway_input_fits_a_small_instruction_budget() {
+    let findings: Vec<Value> = (0..256)
+        .map(|i| {
+            let category = [
+                "pii.email",
+                "prompt_injection",
+                "secret.generic",
+                "obfuscation",
+            ][i % 4];
+            finding(
+                category,
+                0.4,
+                i % 7 == 0,
+                (i % 9) as u32,
+                ["user_prompt", "tool_output"][i % 2],
+            )
+        })
+        .collect();
+    let limits = portcullis_policy::Limits {
+        max_instructions: 100 + 256 * 100,
+        ..portcullis_policy::Limits::DEFAULT
+    };
+    let tight = Policy::compile_with_limits(&Bundle::embedded_default(), limits).unwrap();
+    let decision = tight
+        .decide(&request(false, Value::Array(findings)))
+        .unwrap();
+    assert_eq!(decision.action, Action::Deny);
+    let none = Policy::compile_with_limits(
+        &Bundle::embedded_default(),
+        portcullis_policy::Limits {
+            max_instructions: 100,
+            ..portcullis_policy::Limits::DEFAULT
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        none.decide(&request(true, json!([]))).unwrap().action,
+        Action::Allow
+    );
+}

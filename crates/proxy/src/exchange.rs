@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use portcullis_config::{Config, DenyWith, RouteGuard};
 use portcullis_core::RequestId;
 use portcullis_openai::{Endpoint, RequestProbe, probe_request};
+use portcullis_policy::Action;
 use portcullis_telemetry::{ExchangeRecord, Metrics, UpstreamFailure};
 use serde::de::IgnoredAny;
 use tokio::sync::OwnedSemaphorePermit;
@@ -53,7 +54,7 @@ pub(crate) struct Exchange {
     pub(crate) request_bytes: u64,
     pub(crate) reject: Option<(&'static str, &'static str)>,
     /// The policy's action (the stricter of request and answer) and whether it was shadowed.
-    pub(crate) decision: Option<(&'static str, bool)>,
+    pub(crate) decision: Option<(Action, bool)>,
     started: Instant,
 }
 
@@ -88,6 +89,7 @@ impl Exchange {
         }
         if let Some((action, shadow)) = self.decision {
             let headers = response.headers_mut();
+            let action = guard::action_label(action);
             headers.insert("x-portcullis-decision", HeaderValue::from_static(action));
             if shadow {
                 headers.insert("x-portcullis-mode", HeaderValue::from_static("shadow"));
@@ -106,7 +108,7 @@ impl Exchange {
             upstream = self.upstream.as_ref().map(|(name, _)| name.as_ref()),
             request_bytes = self.request_bytes,
             reject = self.reject.map(|(_, code)| code),
-            decision = self.decision.map(|(action, _)| action),
+            decision = self.decision.map(|(action, _)| guard::action_label(action)),
             shadow = self.decision.is_some_and(|(_, shadow)| shadow),
             "exchange"
         );
@@ -125,13 +127,13 @@ impl Exchange {
 impl Exchange {
     /// Records a decision; the stricter action wins (deny > require_approval > redact > allow).
     fn decided(&mut self, verdict: &Verdict) {
-        let rank = |a: &str| match a {
-            "deny" => 3,
-            "require_approval" => 2,
-            "redact" => 1,
-            _ => 0,
+        let rank = |action: Action| match action {
+            Action::Deny => 3,
+            Action::RequireApproval => 2,
+            Action::Redact => 1,
+            Action::Allow => 0,
         };
-        let action = guard::action_label(verdict.decision.action);
+        let action = verdict.decision.action;
         let stricter = self
             .decision
             .is_none_or(|(previous, _)| rank(action) >= rank(previous));
@@ -225,7 +227,7 @@ fn inspect(
         RequestOutcome::Forward(forward) => {
             ex.decided(&forward.verdict);
             let answer = AnswerGuard {
-                runtime: snapshot.clone(),
+                snapshot: snapshot.clone(),
                 endpoint,
                 guard: route_guard,
                 base: base.to_owned(),
@@ -248,7 +250,7 @@ fn deny(
     denial: Denial,
 ) -> Result<Response<ProxyBody>, Reject> {
     if route_guard.deny_with == DenyWith::Refusal
-        && denial.code != "policy_error"
+        && !denial.policy_failed
         && let Some((body, content_type)) =
             guard::refusal_body(endpoint, probe.stream, &probe.model, id, &denial)
     {
@@ -351,10 +353,11 @@ async fn respond(
             )
             .await;
         };
-        let (parts, bytes) = read_json(gateway, upstream, response, max_response_bytes).await?;
+        let (parts, bytes, body) =
+            read_json(gateway, upstream, response, max_response_bytes).await?;
         let route_guard = answer.guard;
         let endpoint = answer.endpoint;
-        let (checked, verdict) = answer.inspect_answer(bytes);
+        let (checked, verdict) = answer.inspect_answer(bytes, body);
         ex.decided(&verdict);
         return match checked {
             Ok(bytes) => send_json(gateway, ex.route, upstream, &parts, bytes, Some(permit)),
@@ -363,16 +366,7 @@ async fn respond(
     }
     let metrics = gateway.metrics().clone();
     let (parts, body) = response.into_parts();
-    let stream_guard = answer.map(|answer| {
-        StreamGuard::new(
-            answer.runtime,
-            answer.endpoint,
-            answer.guard,
-            answer.base,
-            answer.metrics,
-            answer.canary,
-        )
-    });
+    let stream_guard = answer.map(|answer| StreamGuard::new(*answer));
     let stream = SseBody::new(
         body,
         upstream.config.timeouts.idle,
@@ -401,18 +395,20 @@ pub(crate) async fn buffered_json(
     permit: Option<OwnedSemaphorePermit>,
     max_response_bytes: u64,
 ) -> Result<Response<ProxyBody>, Reject> {
-    let (parts, bytes) = read_json(gateway, upstream, response, max_response_bytes).await?;
+    let (parts, bytes, IgnoredAny) =
+        read_json(gateway, upstream, response, max_response_bytes).await?;
     send_json(gateway, route, upstream, &parts, bytes, permit)
 }
 
-/// Reads a non-streamed upstream answer whole: a 5xx becomes a 502, a body that is not JSON
-/// an `upstream_bad_response`. Every upstream failure is counted.
-async fn read_json(
+/// Reads a non-streamed upstream answer whole and parses it once as `T` (`IgnoredAny` to only
+/// check it is JSON, `Value` for the guard): a 5xx becomes a 502, a body that is not JSON an
+/// `upstream_bad_response`. Every upstream failure is counted.
+async fn read_json<T: serde::de::DeserializeOwned>(
     gateway: &Gateway,
     upstream: &UpstreamRuntime,
     response: Response<UpstreamBody>,
     max_response_bytes: u64,
-) -> Result<(http::response::Parts, Bytes), Reject> {
+) -> Result<(http::response::Parts, Bytes, T), Reject> {
     let metrics = gateway.metrics();
     let status = response.status();
     if status.is_server_error() {
@@ -420,16 +416,18 @@ async fn read_json(
     }
     let (parts, body) = response.into_parts();
     let bytes = read_upstream_body(gateway, upstream, body, max_response_bytes).await?;
-    if serde_json::from_slice::<IgnoredAny>(&bytes).is_err() {
-        metrics.upstream_failed(&upstream.name, UpstreamFailure::BadResponse);
-        let reason = if status.is_success() {
-            "body is not JSON"
-        } else {
-            "error body is not JSON"
-        };
-        return Err(bad_response(upstream, reason));
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(parsed) => Ok((parts, bytes, parsed)),
+        Err(_) => {
+            metrics.upstream_failed(&upstream.name, UpstreamFailure::BadResponse);
+            let reason = if status.is_success() {
+                "body is not JSON"
+            } else {
+                "error body is not JSON"
+            };
+            Err(bad_response(upstream, reason))
+        }
     }
-    Ok((parts, bytes))
 }
 
 /// Sends a JSON answer with the upstream's status and forwardable headers.

@@ -333,6 +333,23 @@ async fn a_leaked_canary_blocks_the_answer() {
     );
 }
 
+#[tokio::test]
+async fn a_canary_leaked_in_a_stream_is_cut() {
+    let mock = MockUpstream::start().await.unwrap();
+    let gateway = gateway(&mock, "guard:\n  canary: true\n").await;
+    let body = chat(
+        "mock-echo-system",
+        "Please help me plan a trip to Lisbon.",
+        true,
+    );
+    let reply = post_json(&client(), &gateway.url("/v1/chat/completions"), &body).await;
+    let (text, finish, errors) = stream_parts(&reply.body);
+    assert!(!reply.text().contains("pc-"), "{}", reply.text());
+    assert!("You are a helpful assistant.".starts_with(text.trim_end()) || text.is_empty());
+    assert_eq!(finish, vec!["content_filter".to_string()]);
+    assert_eq!(errors, vec!["system_prompt_leak".to_string()]);
+}
+
 fn bundle_dir(rego: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.rego"), rego).unwrap();
@@ -439,6 +456,8 @@ async fn completions_and_embeddings_are_guarded_too() {
         "{}",
         completion.text()
     );
+    assert_eq!(completion.json()["error"]["type"], "policy_violation");
+    assert_eq!(completion.error_code(), "prompt_injection");
     let embedding = post_json(
         &client(),
         &gateway.url("/v1/embeddings"),
@@ -451,6 +470,7 @@ async fn completions_and_embeddings_are_guarded_too() {
         "{}",
         embedding.text()
     );
+    assert_eq!(embedding.json()["error"]["type"], "policy_violation");
     let clean = post_json(
         &client(),
         &gateway.url("/v1/embeddings"),

@@ -94,9 +94,10 @@ impl GuardRuntime {
             policy,
             on_error: config.guard.on_error,
             stream: StreamConfig {
-                // Rescans read the lookback again each time: every 128 new bytes (not the
-                // scanner's default 32) keeps a long stream's scanning cost near 20x its
-                // length instead of 70x, and text is released in steps of at most that.
+                // Each rescan reads the lookback and hold-back again (2048 + 256 bytes): every
+                // 128 new bytes instead of the scanner's default 32 bounds a long stream's
+                // scanning at about (2048 + 256) / 128 = 18 bytes read per byte instead of
+                // 72 (arithmetic, not a measurement); text is released in steps of 128.
                 rescan_every: 128,
                 ..StreamConfig::new(on_overflow)
             },
@@ -124,7 +125,7 @@ impl GuardRuntime {
                         action: Action::Deny,
                         reasons: vec!["the policy could not decide".into()],
                         redact: Vec::new(),
-                        code: Some("policy_error".into()),
+                        code: None,
                     },
                     OnError::FailOpen => Decision::allow(),
                 };
@@ -144,6 +145,7 @@ impl GuardRuntime {
         Verdict {
             decision,
             shadow: record.shadow,
+            policy_failed: policy_error,
         }
     }
 }
@@ -163,6 +165,8 @@ struct Recorded<'a> {
 pub(crate) struct Verdict {
     pub(crate) decision: Decision,
     pub(crate) shadow: bool,
+    /// The policy could not decide; `decision` is the failure mode's.
+    pub(crate) policy_failed: bool,
 }
 
 impl Verdict {
@@ -195,10 +199,13 @@ pub(crate) struct Denial {
     pub(crate) reasons: Vec<String>,
     /// Whether it happened on the answer (not the request).
     pub(crate) on_response: bool,
+    /// The policy could not decide (closed failure mode): a 500, never a refusal.
+    pub(crate) policy_failed: bool,
 }
 
 impl Denial {
-    fn new(decision: &Decision, guard: RouteGuard, on_response: bool) -> Self {
+    fn new(verdict: &Verdict, guard: RouteGuard, on_response: bool) -> Self {
+        let decision = &verdict.decision;
         let fallback = match decision.action {
             Action::RequireApproval => "approval_required",
             _ => "policy_violation",
@@ -232,6 +239,7 @@ impl Denial {
             code,
             reasons,
             on_response,
+            policy_failed: verdict.policy_failed,
         }
     }
 
@@ -253,7 +261,7 @@ impl Denial {
 impl Denial {
     /// The rejection this denial answers with.
     pub(crate) fn into_reject(self) -> Reject {
-        if self.code == "policy_error" {
+        if self.policy_failed {
             return Reject::PolicyFailed;
         }
         let message = self.message();
@@ -349,7 +357,7 @@ pub(crate) fn inspect_request(
     let mut rewritten = false;
     match verdict.effective() {
         Action::Deny | Action::RequireApproval => {
-            return RequestOutcome::Deny(Denial::new(&verdict.decision, guard, false), verdict);
+            return RequestOutcome::Deny(Denial::new(&verdict, guard, false), verdict);
         }
         Action::Redact => {
             rewritten =
@@ -371,6 +379,7 @@ pub(crate) fn inspect_request(
                     code: "policy_error".into(),
                     reasons: Vec::new(),
                     on_response: false,
+                    policy_failed: true,
                 };
                 return RequestOutcome::Deny(denial, verdict);
             }
@@ -435,7 +444,7 @@ fn new_canary() -> String {
 
 /// What the answer phase needs from the request phase.
 pub(crate) struct AnswerGuard {
-    pub(crate) runtime: Arc<Snapshot>,
+    pub(crate) snapshot: Arc<Snapshot>,
     pub(crate) endpoint: Endpoint,
     pub(crate) guard: RouteGuard,
     pub(crate) base: input::OwnedBase,
@@ -452,17 +461,15 @@ impl AnswerGuard {
             .collect()
     }
 
-    /// Phase: inspect a whole (non-streamed, successful) answer and decide. Returns the bytes
-    /// to send — the original ones unless redacted — or the denial.
-    pub(crate) fn inspect_answer(mut self, bytes: Bytes) -> (Result<Bytes, Denial>, Verdict) {
-        let allow = Verdict {
-            decision: Decision::allow(),
-            shadow: self.guard.shadow,
-        };
-        let runtime = self.runtime.guard();
-        let Ok(mut body) = serde_json::from_slice::<Value>(&bytes) else {
-            return (Ok(bytes), allow);
-        };
+    /// Phase: inspect a whole (non-streamed, successful) answer, `bytes` as received and
+    /// `body` parsed, and decide. Returns the bytes to send — the original ones unless
+    /// redacted — or the denial.
+    pub(crate) fn inspect_answer(
+        mut self,
+        bytes: Bytes,
+        mut body: Value,
+    ) -> (Result<Bytes, Denial>, Verdict) {
+        let runtime = self.snapshot.guard();
         let started = Instant::now();
         let extra = self.extra();
         let extra_refs: Vec<&dyn Detector> = extra.iter().map(|d| d.as_ref()).collect();
@@ -490,7 +497,7 @@ impl AnswerGuard {
         let verdict = runtime.decide(&input, &mut record);
         match verdict.effective() {
             Action::Deny | Action::RequireApproval => {
-                let denial = Denial::new(&verdict.decision, self.guard, true);
+                let denial = Denial::new(&verdict, self.guard, true);
                 (Err(denial), verdict)
             }
             Action::Redact => {

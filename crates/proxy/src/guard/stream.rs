@@ -16,17 +16,17 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use portcullis_config::RouteGuard;
 use portcullis_detect::{
-    BlockReason, CanaryDetector, Context, Decide, Detector, Finding, FindingAction, ScanStep,
-    StreamScanner,
+    BlockReason, CanaryDetector, Context, Decide, Detector, Finding, FindingAction, RedactionMap,
+    ScanStep, StreamScanner,
 };
-use portcullis_openai::Endpoint;
-use portcullis_openai::texts::{chunk_texts_from_str, set_chunk_text};
+use portcullis_openai::texts::{chunk_texts, set_chunk_text};
+use portcullis_openai::{Endpoint, event_data, split_events};
 use portcullis_policy::Action;
 use portcullis_telemetry::Metrics;
 use serde_json::{Value, json};
 
 use super::input::{Located, OwnedBase};
-use super::{Denial, Recorded};
+use super::{AnswerGuard, Denial, Recorded};
 use crate::snapshot::Snapshot;
 
 /// Most choices (`n`) one guarded stream may carry.
@@ -82,6 +82,8 @@ pub(crate) struct StreamGuard {
     base: Arc<OwnedBase>,
     metrics: Arc<Metrics>,
     canary: Option<String>,
+    /// The request's placeholders, so the answer reuses them.
+    map: RedactionMap,
     choices: Vec<Choice>,
     held: VecDeque<Held>,
     held_bytes: usize,
@@ -92,21 +94,16 @@ pub(crate) struct StreamGuard {
 }
 
 impl StreamGuard {
-    pub(crate) fn new(
-        snapshot: Arc<Snapshot>,
-        endpoint: Endpoint,
-        guard: RouteGuard,
-        base: OwnedBase,
-        metrics: Arc<Metrics>,
-        canary: Option<String>,
-    ) -> Self {
+    /// A guard for the stream that answers the exchange `answer` was set up for.
+    pub(crate) fn new(answer: AnswerGuard) -> Self {
         Self {
-            snapshot,
-            endpoint,
-            guard,
-            base: Arc::new(base),
-            metrics,
-            canary,
+            snapshot: answer.snapshot,
+            endpoint: answer.endpoint,
+            guard: answer.guard,
+            base: Arc::new(answer.base),
+            metrics: answer.metrics,
+            canary: answer.canary,
+            map: answer.map,
             choices: Vec::new(),
             held: VecDeque::new(),
             held_bytes: 0,
@@ -167,7 +164,7 @@ impl StreamGuard {
     }
 
     fn hold(&mut self, raw: Bytes, data: &str) -> Result<(), Denial> {
-        let texts = chunk_texts_from_str(self.endpoint, data);
+        let texts = chunk_texts(self.endpoint, data);
         let json = texts.is_some();
         let mut pieces = Vec::new();
         for (index, text) in texts.into_iter().flatten() {
@@ -212,6 +209,7 @@ impl StreamGuard {
                     "a guarded stream carries at most {MAX_CHOICES} choices"
                 )],
                 on_response: true,
+                policy_failed: false,
             });
         }
         let scanner = self.scanner(index);
@@ -243,7 +241,7 @@ impl StreamGuard {
             Context::Assistant,
             config,
             decide,
-            portcullis_detect::RedactionMap::new(),
+            self.map.clone(),
         )
     }
 
@@ -260,8 +258,7 @@ impl StreamGuard {
             let flagged = runtime
                 .patterns
                 .flagged(std::slice::from_ref(finding), Context::Assistant, &[])
-                .contains(&finding.category)
-                || (finding.detector == "canary" && finding.score >= 0.5);
+                .contains(&finding.category);
             let located = [Located::in_stream(finding.clone(), flagged, index)];
             let input = base.borrow().response_input(&located);
             let mut record = Recorded {
@@ -276,7 +273,7 @@ impl StreamGuard {
             match verdict.effective() {
                 Action::Deny | Action::RequireApproval => {
                     if let Ok(mut denial) = slot.lock() {
-                        denial.get_or_insert_with(|| Denial::new(&verdict.decision, guard, true));
+                        denial.get_or_insert_with(|| Denial::new(&verdict, guard, true));
                     }
                     FindingAction::Block
                 }
@@ -328,6 +325,7 @@ impl StreamGuard {
                     Vec::new()
                 },
                 on_response: true,
+                policy_failed: false,
             },
         }
     }
@@ -450,6 +448,7 @@ fn overflow_denial(held: usize) -> Denial {
             "a possible finding held {held} bytes, more than the stream window allows"
         )],
         on_response: true,
+        policy_failed: false,
     }
 }
 
@@ -458,54 +457,6 @@ fn floor_boundary(text: &str, mut n: usize) -> usize {
         n -= 1;
     }
     n
-}
-
-/// Splits whole SSE events (each ends with a blank line: `\n\n`, `\r\n\r\n` or `\r\r`). A
-/// trailing partial event, which the framer never releases, is returned as one.
-fn split_events(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let end = match bytes[i] {
-            b'\n' if bytes.get(i + 1) == Some(&b'\n') => Some(i + 2),
-            b'\r' if bytes.get(i + 1) == Some(&b'\r') => Some(i + 2),
-            b'\r' if bytes[i..].starts_with(b"\r\n\r\n") => Some(i + 4),
-            _ => None,
-        };
-        match end {
-            Some(end) => {
-                out.push(&bytes[start..end]);
-                start = end;
-                i = end;
-            }
-            None => i += 1,
-        }
-    }
-    if start < bytes.len() {
-        out.push(&bytes[start..]);
-    }
-    out
-}
-
-/// The joined `data:` lines of one event, or `None` if it has none.
-fn event_data(event: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(event).ok()?;
-    let mut data: Option<String> = None;
-    for line in text.split(['\n', '\r']) {
-        let Some(rest) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
-        match &mut data {
-            Some(d) => {
-                d.push('\n');
-                d.push_str(rest);
-            }
-            None => data = Some(rest.to_string()),
-        }
-    }
-    data
 }
 
 #[cfg(test)]
@@ -534,14 +485,15 @@ mod tests {
             trusted: true,
             stream: true,
         };
-        StreamGuard::new(
-            snapshot.clone(),
-            Endpoint::ChatCompletions,
-            snapshot.config().guard.route("chat_completions"),
-            base.to_owned(),
-            Arc::new(Metrics::new()),
-            None,
-        )
+        StreamGuard::new(AnswerGuard {
+            snapshot: snapshot.clone(),
+            endpoint: Endpoint::ChatCompletions,
+            guard: snapshot.config().guard.route("chat_completions"),
+            base: base.to_owned(),
+            map: RedactionMap::new(),
+            canary: None,
+            metrics: Arc::new(Metrics::new()),
+        })
     }
 
     fn event(delta: &str) -> String {
@@ -639,15 +591,5 @@ mod tests {
             prop_assert!(!output.contains("aB3dE5"));
             prop_assert!(output.contains("content_filter"));
         }
-    }
-
-    #[test]
-    fn events_split_on_every_blank_line_style() {
-        let bytes = b"data: a\n\ndata: b\r\n\r\ndata: c\r\r: keep\n\n";
-        let events = split_events(bytes);
-        assert_eq!(events.len(), 4);
-        assert_eq!(event_data(events[1]).as_deref(), Some("b"));
-        assert_eq!(event_data(events[3]), None);
-        assert_eq!(event_data(b"data: x\ndata: y\n\n").as_deref(), Some("x\ny"));
     }
 }
