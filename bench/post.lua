@@ -1,10 +1,14 @@
 -- wrk script for the Portcullis load benchmark (bench/run.sh).
 --
--- Usage: wrk ... -s bench/post.lua URL -- BODY_FILE
+-- Usage: wrk ... -s bench/post.lua URL -- BODY_FILE [same|unique-turn]
 --
--- Every request is the same POST with the JSON body read from BODY_FILE, so the
--- request is built once per wrk thread (wrk.format in wrk.init) and costs the
--- load generator nothing per request.
+-- `same` (the default): every request is the same POST with the JSON body read
+-- from BODY_FILE, so the request is built once per wrk thread and costs the load
+-- generator nothing per request.
+-- `unique-turn`: the last message's text ends with " (ref N)", N counting up per
+-- request, as in a conversation where each request adds a new turn: the earlier
+-- messages repeat, the last one is new. Built per request (on the load core, the
+-- same cost for every target).
 --
 -- done() prints one machine-readable line that run.sh parses instead of
 -- scraping wrk's human report:
@@ -24,6 +28,22 @@ function init(args)
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
    wrk.headers["Accept"] = "application/json, text/event-stream"
+   local mode = args[2] or "same"
+   if mode == "unique-turn" then
+      -- The body ends with the last message's closing `"}]}`: the number goes before it.
+      local cut = wrk.body:find('"}]}', 1, true)
+      if cut == nil then
+         error('post.lua: unique-turn needs a body that ends with a message ("}]})')
+      end
+      local head, tail = wrk.body:sub(1, cut - 1), wrk.body:sub(cut)
+      local n = 0
+      request = function()
+         n = n + 1
+         return wrk.format(nil, nil, nil, head .. " (ref " .. n .. ")" .. tail)
+      end
+   elseif mode ~= "same" then
+      error("post.lua: the body mode is same or unique-turn, got " .. mode)
+   end
 end
 
 function done(summary, latency, requests)

@@ -68,9 +68,9 @@ function markdown(    i, j, k, cpu_cell, rss_cell, rr, rp, rc, rl, label, multip
     printf "- versions: nginx %s, %s, %s (guard %s)%s\n", machine["nginx"], machine["wrk"], machine["portcullis"], \
         ("portcullis_guard" in machine) ? machine["portcullis_guard"] : "as configured", \
         ("litellm" in machine) ? ", litellm " machine["litellm"] : ""
-    printf "- load: wrk -t %s -c %s, %s s measured after %s s warm-up; %s-byte chat request; SSE with %s chunks\n", \
+    printf "- load: wrk -t %s -c %s, %s s measured after %s s warm-up; %s-byte chat request (%s); SSE with %s chunks\n", \
         machine["wrk_threads"], machine["connections"], machine["duration_s"], machine["warmup_s"], \
-        machine["request_bytes"], machine["stream_chunks"]
+        machine["request_bytes"], ("body" in machine) ? machine["body"] : "same", machine["stream_chunks"]
     printf "- topology: proxy pinned to cpu %s; wrk and the mock upstream pinned to cpu %s\n", \
         machine["proxy_cpu"], machine["load_cpu"]
     print ""

@@ -11,6 +11,11 @@ use crate::raw::{RawDenyWith, RawGuard, RawOnError, RawOverflow, RawPolicy, RawR
 /// The guarded routes, by the names `guard.routes` is keyed with (the routes' metric labels).
 pub const GUARD_ROUTES: [&str; 3] = ["chat_completions", "completions", "embeddings"];
 
+/// Default `guard.scan_cache_bytes`: 8 MiB.
+const DEFAULT_SCAN_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest `guard.scan_cache_bytes`: 1 GiB.
+const MAX_SCAN_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Most hosts in `guard.allowed_link_hosts`.
 const MAX_LINK_HOSTS: usize = 10_000;
 
@@ -67,6 +72,8 @@ pub struct Guard {
     pub allowed_link_hosts: Vec<String>,
     /// Stream window overflow.
     pub stream_overflow: StreamOverflow,
+    /// Memory for remembered scans of repeated texts; 0 = no cache.
+    pub scan_cache_bytes: u64,
     /// Per route, in [`GUARD_ROUTES`] order.
     routes: [RouteGuard; 3],
 }
@@ -136,8 +143,16 @@ pub(crate) fn validate(
             ));
         }
     }
+    let scan_cache_bytes = guard.scan_cache_bytes.unwrap_or(DEFAULT_SCAN_CACHE_BYTES);
+    if scan_cache_bytes > MAX_SCAN_CACHE_BYTES {
+        errors.push(ConfigError::new(
+            "guard.scan_cache_bytes",
+            format!("must be at most {MAX_SCAN_CACHE_BYTES} bytes (0 turns the cache off)"),
+        ));
+    }
     Guard {
         policy: source,
+        scan_cache_bytes: scan_cache_bytes.min(MAX_SCAN_CACHE_BYTES),
         on_error,
         allowed_link_hosts: guard.allowed_link_hosts.clone(),
         stream_overflow: match guard.stream_overflow {

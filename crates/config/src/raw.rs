@@ -119,6 +119,12 @@ pub struct RawGuard {
     /// (default) or `release`.
     #[serde(default)]
     pub stream_overflow: Option<RawOverflow>,
+    /// Memory for remembering the detector results of texts already scanned, so that the
+    /// system prompt and conversation history, which clients resend with every turn, are
+    /// scanned once. Exact text match; entries are kept per tenant. Default 8388608 (8 MiB);
+    /// 0 turns it off.
+    #[serde(default)]
+    pub scan_cache_bytes: Option<u64>,
     /// Per-route overrides, keyed by route: `chat_completions`, `completions`, `embeddings`.
     #[serde(default)]
     pub routes: BTreeMap<String, RawRouteGuard>,

@@ -27,7 +27,7 @@ pub use finding::{
     Category, Context, DEFAULT_FLAG_SCORE, Detector, Finding, PiiKind, ScanInput, SecretKind,
 };
 pub use injection::InjectionDetector;
-pub use normalise::{NormalisedText, Normaliser, NormaliserConfig, View, ViewKind};
+pub use normalise::{NormalisedText, Normaliser, NormaliserConfig, View, ViewKind, Views};
 pub use output::{
     BannedConfig, BannedDetector, BannedTopic, CanaryDetector, HostAllowlist, LinkDetector,
     LinkMatch,

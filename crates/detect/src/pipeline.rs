@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::finding::default_flagged;
 use crate::finding::{Category, Context, Detector, Finding, ScanInput, dedup_findings};
 use crate::injection::InjectionDetector;
-use crate::normalise::Normaliser;
+use crate::normalise::{Normaliser, Views};
 use crate::output::{HostAllowlist, LinkDetector};
 use crate::pii::PiiDetector;
 use crate::secrets::SecretsDetector;
@@ -14,6 +14,8 @@ use crate::secrets::SecretsDetector;
 pub struct Pipeline {
     normaliser: Normaliser,
     detectors: Vec<Box<dyn Detector>>,
+    /// The views its own detectors read; extra detectors always get every view.
+    views: Views,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -49,21 +51,27 @@ impl Pipeline {
         Self {
             normaliser,
             detectors,
+            views: Views::All,
         }
     }
 
     /// The pattern detectors (PII, secrets, links) with default limits; `allowlist` names the
     /// hosts links may point at. This is the pipeline for the stream scanner: every finding
     /// depends only on text near it.
+    ///
+    /// It builds only the views pattern detectors read (no leet or despaced view), unless a
+    /// scan brings extra detectors, which may read any view.
     pub fn with_pattern_detectors(allowlist: HostAllowlist) -> Self {
-        Self::new(
+        let mut pipeline = Self::new(
             Normaliser::default(),
             vec![
                 Box::new(PiiDetector::new()),
                 Box::new(SecretsDetector::new()),
                 Box::new(LinkDetector::new(allowlist)),
             ],
-        )
+        );
+        pipeline.views = Views::Patterns;
+        pipeline
     }
 
     /// The default pipeline for whole texts (requests, tool results, documents): the pattern
@@ -76,6 +84,7 @@ impl Pipeline {
         pipeline
             .detectors
             .push(Box::new(InjectionDetector::embedded()?));
+        pipeline.views = Views::All;
         Ok(pipeline)
     }
 
@@ -137,7 +146,12 @@ impl Pipeline {
         context: Context,
         extra: &[&dyn Detector],
     ) -> Vec<Finding> {
-        let normalised = self.normaliser.normalise(text);
+        let views = if extra.is_empty() {
+            self.views
+        } else {
+            Views::All
+        };
+        let normalised = self.normaliser.normalise_views(text, views);
         let input = ScanInput {
             original: text,
             normalised: &normalised,

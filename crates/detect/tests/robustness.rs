@@ -71,8 +71,30 @@ fn assert_sane(text: &str, findings: &[Finding]) {
     }
 }
 
+/// The pattern detectors on a pipeline that builds every view, as pipelines did before the
+/// pattern pipeline learned to skip the wording views.
+fn pattern_detectors_on_all_views() -> Pipeline {
+    Pipeline::new(
+        portcullis_detect::Normaliser::default(),
+        vec![
+            Box::new(portcullis_detect::PiiDetector::new()),
+            Box::new(portcullis_detect::SecretsDetector::new()),
+            Box::new(portcullis_detect::LinkDetector::new(HostAllowlist::new([
+                "example.com",
+            ]))),
+        ],
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Skipping the leet and despaced views changes nothing the pattern detectors report.
+    #[test]
+    fn pattern_pipeline_finds_the_same_without_wording_views(text in tricky()) {
+        let all_views = pattern_detectors_on_all_views().scan(&text, Context::Assistant);
+        prop_assert_eq!(pipeline().scan(&text, Context::Assistant), all_views);
+    }
 
     #[test]
     fn arbitrary_strings_do_not_panic(text in "\\PC{0,400}") {

@@ -160,20 +160,28 @@ pub fn split_events(bytes: &[u8]) -> Vec<&[u8]> {
 
 /// The joined `data:` field of one event (lines joined with `\n`, one leading space dropped,
 /// as the SSE spec says), or `None` if it has no `data:` line or is not UTF-8.
-pub fn event_data(event: &[u8]) -> Option<String> {
+pub fn event_data(event: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
     let text = std::str::from_utf8(event).ok()?;
-    let mut data: Option<String> = None;
-    for line in text.split(['\n', '\r']) {
-        let Some(rest) = line.strip_prefix("data:") else {
+    let mut data: Option<Cow<'_, str>> = None;
+    let mut rest_of_event = text;
+    while !rest_of_event.is_empty() {
+        let end =
+            memchr::memchr2(b'\n', b'\r', rest_of_event.as_bytes()).unwrap_or(rest_of_event.len());
+        let line = &rest_of_event[..end];
+        rest_of_event = rest_of_event.get(end + 1..).unwrap_or("");
+        let Some(value) = line.strip_prefix("data:") else {
             continue;
         };
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
+        let value = value.strip_prefix(' ').unwrap_or(value);
         match &mut data {
-            Some(d) => {
-                d.push('\n');
-                d.push_str(rest);
+            // A second `data:` line: only now is an owned, joined string needed.
+            Some(joined) => {
+                let joined = joined.to_mut();
+                joined.push('\n');
+                joined.push_str(value);
             }
-            None => data = Some(rest.to_string()),
+            None => data = Some(Cow::Borrowed(value)),
         }
     }
     data
@@ -200,6 +208,8 @@ mod tests {
         assert_eq!(event_data(events[1]).as_deref(), Some("b"));
         assert_eq!(event_data(events[3]).as_deref(), Some("d"));
         assert_eq!(event_data(events[4]), None);
+        assert_eq!(event_data(b"data: a\r\n\r\n").as_deref(), Some("a"));
+        assert_eq!(event_data(b"event: x\ndata:\n\n").as_deref(), Some(""));
         assert_eq!(events[5], b"\n");
         assert_eq!(events.concat(), bytes.to_vec());
         assert_eq!(event_data(b"data: x\ndata:y\n\n").as_deref(), Some("x\ny"));

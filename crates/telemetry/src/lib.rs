@@ -13,5 +13,6 @@ mod metrics;
 
 pub use logging::{LogFormat, LogSetupError, init_logging};
 pub use metrics::{
-    DecisionRecord, ExchangeRecord, Metrics, ReloadResult, StreamGauge, UpstreamFailure,
+    DecisionRecord, ExchangeRecord, Metrics, ReloadResult, ScanCacheResult, StreamGauge,
+    UpstreamFailure,
 };

@@ -193,6 +193,18 @@ pub struct Metrics {
     policy_errors: Family<StageLabels, Counter>,
     detect_duration: HistogramFamily<StageLabels>,
     policy_duration: HistogramFamily<StageLabels>,
+    scan_cache: Family<ResultLabels, Counter>,
+}
+
+/// How the guard's scan cache answered for one text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanCacheResult {
+    /// The remembered scan was used; the detectors did not run.
+    Hit,
+    /// The detectors ran and the scan was remembered.
+    Miss,
+    /// The detectors ran without the cache (off, short text, text too large).
+    Bypass,
 }
 
 impl Default for Metrics {
@@ -305,6 +317,12 @@ impl Metrics {
             "Time one policy evaluation took",
             policy_duration.clone(),
         );
+        let scan_cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "guard_scan_cache_lookups",
+            "Texts the request guard looked up in its scan cache, by result (hit, miss, bypass)",
+            scan_cache.clone(),
+        );
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -328,7 +346,23 @@ impl Metrics {
             policy_errors,
             detect_duration,
             policy_duration,
+            scan_cache,
         }
+    }
+
+    /// Records `count` scan-cache lookups with the same result.
+    pub fn scan_cache(&self, result: ScanCacheResult, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let result = match result {
+            ScanCacheResult::Hit => "hit",
+            ScanCacheResult::Miss => "miss",
+            ScanCacheResult::Bypass => "bypass",
+        };
+        self.scan_cache
+            .get_or_create(&ResultLabels { result })
+            .inc_by(count);
     }
 
     /// Records one policy decision.

@@ -66,6 +66,16 @@ impl Default for NormaliserConfig {
     }
 }
 
+/// Which views [`Normaliser::normalise_views`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Views {
+    /// Every view.
+    All,
+    /// Only those that suit pattern detectors ([`ViewKind::suits_pattern_detectors`]): no
+    /// leet or despaced view.
+    Patterns,
+}
+
 /// Builds views of input texts. Cheap to share; holds only the config and a word table.
 #[derive(Debug)]
 pub struct Normaliser {
@@ -120,9 +130,21 @@ impl Normaliser {
 
     /// Builds all views of `text`.
     pub fn normalise(&self, text: &str) -> NormalisedText {
+        self.normalise_views(text, Views::All)
+    }
+
+    /// Builds the views of `text` that `views` asks for. [`Views::Patterns`] leaves out the
+    /// leet and despaced views, which only wording detectors read; every other view, and the
+    /// normaliser's own findings, are the same as [`Normaliser::normalise`]'s.
+    pub fn normalise_views(&self, text: &str, views: Views) -> NormalisedText {
         let (canonical, mut findings) = canonical_view(text, 0..text.len());
-        let leet = derived::leet_folded(&canonical);
-        let despaced = derived::despaced(&canonical);
+        let (leet, despaced) = match views {
+            Views::All => (
+                derived::leet_folded(&canonical),
+                derived::despaced(&canonical),
+            ),
+            Views::Patterns => (None, None),
+        };
 
         let mut budget = decode::Budget {
             bytes_left: self.config.max_decoded_bytes,

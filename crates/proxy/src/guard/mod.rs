@@ -14,6 +14,7 @@
 //! clean traffic keeps its bytes.
 
 mod bundle;
+mod cache;
 mod input;
 pub(crate) mod stream;
 
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use portcullis_config::{Config, PolicySource, RouteGuard, StreamOverflow};
 use portcullis_core::OnError;
 use portcullis_detect::{
-    CanaryDetector, Context, Detector, HostAllowlist, OnOverflow, Pipeline, RedactionMap,
+    CanaryDetector, Context, Detector, HostAllowlist, OnOverflow, Pipeline, RedactionMap, Scan,
     StreamConfig,
 };
 use portcullis_openai::Endpoint;
@@ -51,6 +52,8 @@ pub(crate) struct GuardRuntime {
     policy: Policy,
     on_error: OnError,
     stream: StreamConfig,
+    /// Remembered request scans (`guard.scan_cache_bytes`); `None` when off.
+    cache: Option<cache::ScanCache>,
 }
 
 impl std::fmt::Debug for GuardRuntime {
@@ -92,6 +95,7 @@ impl GuardRuntime {
             full: Pipeline::default_full(allowlist.clone())?,
             patterns: Arc::new(Pipeline::with_pattern_detectors(allowlist)),
             policy,
+            cache: cache::ScanCache::new(config.guard.scan_cache_bytes),
             on_error: config.guard.on_error,
             stream: StreamConfig {
                 // Each rescan reads the lookback and hold-back again (2048 + 256 bytes): every
@@ -102,6 +106,14 @@ impl GuardRuntime {
                 ..StreamConfig::new(on_overflow)
             },
         })
+    }
+
+    /// The full pipeline's scan of one request text, from the scan cache when it holds it.
+    fn scan_input(&self, partition: &str, text: &str, context: Context) -> (Scan, cache::Lookup) {
+        match &self.cache {
+            Some(cache) => cache.scan(partition, context, text, || self.full.scan(text, context)),
+            None => (self.full.scan(text, context), cache::Lookup::Bypass),
+        }
     }
 
     /// Evaluates the policy, applying the failure mode when it cannot decide, and records the
@@ -328,15 +340,33 @@ pub(crate) fn inspect_request(
         tools: Vec::new(),
     });
     let mut located = Vec::new();
+    let mut lookups = [0u64; 3];
     for (i, text) in parsed.texts.iter().enumerate() {
         let context = context_of(text);
-        let scan = runtime.full.scan(&text.text, context);
+        // Every caller is anonymous until authentication lands; then the partition is the
+        // tenant, so that cache hits say nothing across tenants: TODO(#7).
+        let (scan, lookup) = runtime.scan_input("", &text.text, context);
+        lookups[match lookup {
+            cache::Lookup::Hit => 0,
+            cache::Lookup::Miss => 1,
+            cache::Lookup::Bypass => 2,
+        }] += 1;
         for finding in scan.findings {
             let flagged = scan.flagged.contains(&finding.category);
             located.push(Located::new(finding, flagged, i, text, context));
         }
     }
     let detect = started.elapsed();
+    for (lookup, count) in [
+        cache::Lookup::Hit,
+        cache::Lookup::Miss,
+        cache::Lookup::Bypass,
+    ]
+    .into_iter()
+    .zip(lookups)
+    {
+        metrics.scan_cache(lookup, count);
+    }
     let messages = parsed
         .body
         .get("messages")
