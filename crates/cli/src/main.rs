@@ -1,6 +1,6 @@
 //! `portcullis`: the command-line entry point. Parses arguments, sets up logging and the
 //! runtime, and hands over to a command module (`serve`, `demo`, `scan`, `eval`, `train`,
-//! `policy`). Signals and configuration watching live here, in the shell; the gateway itself is
+//! `policy`, `mcp`). Signals and configuration watching live here, in the shell; the gateway itself is
 //! `portcullis-proxy`, the detectors `portcullis-detect`, the Rego engine `portcullis-policy`.
 //! `scan`, `eval`, `train` and `policy` are synchronous and start no async runtime.
 
@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod jsonl;
 mod load;
+mod mcp;
 mod pipeline;
 mod policy;
 mod scan;
@@ -54,6 +55,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Test policy bundles and evaluate decisions (`policy test`, `policy eval`).
     Policy(policy::PolicyArgs),
+    /// MCP helpers: `mcp stdio -- CMD ARGS...` guards a local stdio MCP server.
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => offline_exit(eval::run(args)),
         Command::Train(args) => offline_exit(train::run(args)),
         Command::Policy(args) => policy::run(args),
+        Command::Mcp(args) => run_async(mcp::run(args)),
     }
 }
 

@@ -10,15 +10,18 @@
 mod error;
 mod glob;
 mod guard;
+mod mcp;
 mod raw;
 mod validated;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use glob::Glob;
 pub use guard::{DenyWith, GUARD_ROUTES, Guard, PolicySource, RouteGuard, StreamOverflow};
+pub use mcp::{Mcp, McpServer, McpTransport};
 pub use raw::{
-    RawConfig, RawDenyWith, RawGuard, RawLimits, RawOnError, RawOverflow, RawPassthrough,
-    RawPolicy, RawRouteGuard, RawShutdown, RawTimeouts, RawUpstream, json_schema, parse_yaml,
+    RawConfig, RawDenyWith, RawGuard, RawLimits, RawMcp, RawMcpServer, RawOnError, RawOverflow,
+    RawPassthrough, RawPolicy, RawRouteGuard, RawShutdown, RawTimeouts, RawUpstream, json_schema,
+    parse_yaml,
 };
 pub use validated::{
     Config, CredentialSource, DEFAULT_RULE, Limits, ModelMatch, Passthrough, ServerTimeouts,

@@ -41,6 +41,56 @@ pub struct RawConfig {
     /// Inspection and enforcement on the guarded routes (detectors, policy, stream scanning).
     #[serde(default)]
     pub guard: RawGuard,
+    /// MCP tool servers reached through `/mcp/{server}`.
+    #[serde(default)]
+    pub mcp: RawMcp,
+}
+
+/// The MCP proxy: tool servers and limits.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    /// Tool servers, each served at `/mcp/{name}`.
+    #[serde(default)]
+    pub servers: Vec<RawMcpServer>,
+    /// Largest JSON-RPC message accepted from a client or an upstream, in bytes. Default
+    /// 4194304 (4 MiB).
+    #[serde(default)]
+    pub max_message_bytes: Option<u64>,
+    /// Most open client sessions over all servers; `initialize` beyond it gets HTTP 503.
+    /// Default 1024.
+    #[serde(default)]
+    pub max_sessions: Option<u64>,
+    /// A session unused this long is closed (its stdio child stopped). Default 1800000 (30 min).
+    #[serde(default)]
+    pub session_idle_timeout_ms: Option<u64>,
+    /// How long a request may wait for its upstream's answer. Default 60000.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// One MCP server: reached over Streamable HTTP (`url`) or started as a stdio child process per
+/// session (`command`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcpServer {
+    /// Unique name: the route `/mcp/{name}` and the `server` in policy input. Letters, digits,
+    /// `-` and `_`.
+    pub name: String,
+    /// Streamable HTTP endpoint of the upstream, e.g. `http://tools:8000/mcp`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Program and arguments of a stdio server, started once per client session.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Environment variables for the stdio server (nothing else is inherited but `PATH`,
+    /// `HOME`, `LANG` and `TMPDIR`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Labels of this server's tools by tool name, for policy: `untrusted_source`,
+    /// `private_data`, `external_sink`. `"*"` applies to every tool of the server.
+    #[serde(default)]
+    pub tools: BTreeMap<String, Vec<String>>,
 }
 
 /// Where the policy comes from and what happens when it cannot decide.

@@ -10,6 +10,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 
 use crate::guard::{self, Guard};
+use crate::mcp::{self, Mcp};
 use crate::raw::{RawConfig, RawUpstream};
 use crate::{ConfigError, ConfigErrors, Glob};
 
@@ -112,6 +113,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Inspection, policy and enforcement.
     pub guard: Guard,
+    /// MCP tool servers.
+    pub mcp: Mcp,
     exact_models: HashMap<String, UpstreamId>,
     model_patterns: Vec<(Glob, UpstreamId)>,
 }
@@ -181,10 +184,10 @@ impl Config {
             ),
         };
 
-        if raw.upstreams.is_empty() {
+        if raw.upstreams.is_empty() && raw.mcp.servers.is_empty() {
             errors.push(ConfigError::new(
                 "upstreams",
-                "at least one upstream is required",
+                "at least one upstream (or MCP server in mcp.servers) is required",
             ));
         }
         let upstreams: Vec<Upstream> = raw
@@ -219,6 +222,7 @@ impl Config {
             25_000,
         );
         let guard = guard::validate(&mut errors, &raw.policy, &raw.guard);
+        let mcp = mcp::validate(&mut errors, &raw.mcp);
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -232,6 +236,7 @@ impl Config {
             passthrough,
             drain_timeout,
             guard,
+            mcp,
             exact_models,
             model_patterns,
         })

@@ -7,9 +7,11 @@
 
 mod id;
 mod secret;
+mod tool;
 
 pub use id::RequestId;
 pub use secret::Secret;
+pub use tool::ToolLabel;
 
 /// What to do when a check (detector, policy, budget store) cannot decide.
 ///

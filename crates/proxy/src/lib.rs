@@ -13,6 +13,7 @@ pub mod body;
 mod client;
 mod exchange;
 mod guard;
+mod mcp;
 mod models;
 mod passthrough;
 mod reject;
@@ -22,6 +23,7 @@ mod sse;
 mod upstream;
 
 pub use guard::{BundleError, GuardError, MAX_FILE_BYTES, read_bundle_dir};
+pub use mcp::stdio::{McpStdioError, run_mcp_stdio};
 pub use reject::Reject;
 pub use server::{Gateway, ServeError, Server};
 pub use snapshot::{Snapshot, SnapshotError};

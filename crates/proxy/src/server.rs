@@ -38,6 +38,7 @@ const CUT_FLUSH: Duration = Duration::from_secs(2);
 /// Shared state of a running gateway: the current snapshot, metrics and lifecycle flags.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
+    mcp: crate::mcp::McpState,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
     cut_streams: watch::Sender<bool>,
@@ -92,6 +93,7 @@ impl Gateway {
         let (cut_streams, _) = watch::channel(false);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
+            mcp: crate::mcp::McpState::new(),
             metrics,
             ready: AtomicBool::new(false),
             cut_streams,
@@ -128,6 +130,12 @@ impl Gateway {
             (&Method::GET, "/healthz") => admin::healthz(),
             (&Method::GET, "/readyz") => admin::readyz(self.is_ready()),
             (&Method::GET, "/metrics") => admin::metrics(&self.metrics),
+            (_, path) if path.starts_with("/mcp/") => {
+                let server = path["/mcp/".len()..].trim_end_matches('/').to_owned();
+                let snapshot = self.snapshot.load_full();
+                let _in_flight = self.metrics.request_started();
+                crate::mcp::handle(&self.mcp, &snapshot, &self.metrics, request, &server).await
+            }
             _ => self.api(request).await,
         }
     }

@@ -116,9 +116,25 @@ impl GuardRuntime {
         }
     }
 
+    /// The full pipeline's scan of a whole text (a tool result), through the scan cache.
+    pub(crate) fn scan_whole(&self, text: &str, context: Context) -> Scan {
+        self.scan_input("", text, context).0
+    }
+
+    /// The pattern detectors' scan (secrets, PII, links) of a text the model wrote.
+    pub(crate) fn scan_patterns(&self, text: &str, context: Context) -> Scan {
+        self.patterns.scan(text, context)
+    }
+
+    /// The scan of a tool definition's text: the full pipeline as a document. Definitions are
+    /// listed again and again, so they go through the scan cache.
+    pub(crate) fn scan_definition(&self, text: &str) -> Scan {
+        self.scan_input("", text, Context::Document).0
+    }
+
     /// Evaluates the policy, applying the failure mode when it cannot decide, and records the
     /// decision.
-    fn decide(&self, input: &Value, record: &mut Recorded<'_>) -> Verdict {
+    pub(crate) fn decide(&self, input: &Value, record: &mut Recorded<'_>) -> Verdict {
         let started = Instant::now();
         let outcome = self.policy.decide(input);
         let elapsed = started.elapsed();
@@ -163,13 +179,13 @@ impl GuardRuntime {
 }
 
 /// What a decision is recorded with.
-struct Recorded<'a> {
-    metrics: &'a Metrics,
-    route: &'static str,
-    stage: &'static str,
-    shadow: bool,
-    categories: Vec<&'static str>,
-    detect: Option<std::time::Duration>,
+pub(crate) struct Recorded<'a> {
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) route: &'static str,
+    pub(crate) stage: &'static str,
+    pub(crate) shadow: bool,
+    pub(crate) categories: Vec<&'static str>,
+    pub(crate) detect: Option<std::time::Duration>,
 }
 
 /// A decision and whether it is enforced.

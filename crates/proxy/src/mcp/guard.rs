@@ -1,0 +1,452 @@
+//! Inspect → decide → apply for MCP messages, shared by the HTTP route and `portcullis mcp
+//! stdio`:
+//!
+//! - `tools/list` results: each tool's definition is fingerprinted against its pin (rug pull →
+//!   `tool.changed`), its texts scanned (poisoning, injection, invisible text), and one policy
+//!   decision (stage `tools_list`) per tool; a denied tool is removed from the list.
+//! - `tools/call` requests: the arguments' strings are scanned (secrets, PII, exfiltration
+//!   links) and the policy (stage `tool_call`) sees the tool, its labels, the arguments, the
+//!   session's taint; deny and require_approval become a tool error result, redact rewrites the
+//!   arguments before they leave.
+//! - results of `tools/call`, `resources/read` and `prompts/get`: every text scanned as
+//!   `tool_output` (indirect injection, secrets, PII); stage `tool_result`; deny replaces the
+//!   result (a tool error result, or a JSON-RPC error for resources and prompts), redact
+//!   rewrites the strings in place (text content and `structuredContent` alike).
+//!
+//! A policy that cannot decide takes `policy.on_error` like every other decision.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use portcullis_config::McpServer;
+use portcullis_core::ToolLabel;
+use portcullis_detect::{Context, Finding, RedactionMap};
+use portcullis_mcp::texts::{self, Texts};
+use portcullis_mcp::{PinStatus, Pins, SessionState, fingerprint};
+use portcullis_policy::{Action, Decision};
+use portcullis_telemetry::Metrics;
+use serde_json::{Map, Value, json};
+
+use crate::guard::{GuardRuntime, Recorded, Verdict};
+
+/// Most findings given to one decision (the highest-scoring flagged first).
+const MAX_FINDINGS: usize = 256;
+
+/// What one MCP decision needs.
+pub(crate) struct McpContext<'a> {
+    pub(crate) runtime: &'a GuardRuntime,
+    pub(crate) server: &'a McpServer,
+    pub(crate) pins: &'a Mutex<Pins>,
+    pub(crate) metrics: &'a Metrics,
+    /// Decide and record but never enforce.
+    pub(crate) shadow: bool,
+}
+
+/// A finding with where it is.
+struct Located {
+    finding: Finding,
+    flagged: bool,
+    pointer: String,
+}
+
+impl Located {
+    fn to_json(&self, context: &str, tool: Option<&str>) -> Value {
+        let f = &self.finding;
+        let mut place = json!({"context": context, "path": self.pointer});
+        if let (Some(tool), Some(object)) = (tool, place.as_object_mut()) {
+            object.insert("tool".into(), Value::from(tool));
+        }
+        json!({
+            "category": f.category.as_str(),
+            "detector": f.detector,
+            "rule": f.rule,
+            "score": f64::from(f.score),
+            "flagged": self.flagged,
+            "where": place,
+        })
+    }
+}
+
+fn findings_json(located: &[Located], context: &str, tool: Option<&str>) -> Value {
+    let mut order: Vec<&Located> = located.iter().collect();
+    if order.len() > MAX_FINDINGS {
+        order.sort_by(|a, b| {
+            b.flagged
+                .cmp(&a.flagged)
+                .then(b.finding.score.total_cmp(&a.finding.score))
+        });
+        order.truncate(MAX_FINDINGS);
+    }
+    Value::Array(
+        order
+            .into_iter()
+            .map(|l| l.to_json(context, tool))
+            .collect(),
+    )
+}
+
+fn flagged_categories(located: &[Located]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = located
+        .iter()
+        .filter(|l| l.flagged)
+        .map(|l| l.finding.category.as_str())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn labels_json(labels: &[ToolLabel]) -> Value {
+    Value::Array(labels.iter().map(|l| Value::from(l.as_str())).collect())
+}
+
+impl McpContext<'_> {
+    fn input(&self, stage: &str, session: &Value) -> Map<String, Value> {
+        let mut input = Map::new();
+        input.insert("stage".into(), Value::from(stage));
+        // Authentication arrives with issue 7; until then every caller is anonymous.
+        input.insert(
+            "principal".into(),
+            json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}}),
+        );
+        input.insert("route".into(), Value::from("mcp"));
+        input.insert("server".into(), Value::from(self.server.name.as_str()));
+        input.insert("session".into(), session.clone());
+        input
+    }
+
+    fn decide(
+        &self,
+        stage: &'static str,
+        input: Value,
+        located: &[Located],
+        detect: std::time::Duration,
+    ) -> Verdict {
+        let mut record = Recorded {
+            metrics: self.metrics,
+            route: "mcp",
+            stage,
+            shadow: self.shadow,
+            categories: flagged_categories(located),
+            detect: Some(detect),
+        };
+        self.runtime.decide(&input, &mut record)
+    }
+
+    /// Scans `texts` with the full pipeline in `context` (plus the tool-poisoning detector
+    /// for definitions).
+    fn scan(&self, texts: &Texts, context: Context, definitions: bool) -> Vec<Located> {
+        let mut located = Vec::new();
+        for text in &texts.texts {
+            let scan = if definitions {
+                self.runtime.scan_definition(&text.text)
+            } else if context == Context::Assistant {
+                self.runtime.scan_patterns(&text.text, context)
+            } else {
+                self.runtime.scan_whole(&text.text, context)
+            };
+            for finding in scan.findings {
+                let flagged = scan.flagged.contains(&finding.category);
+                located.push(Located {
+                    finding,
+                    flagged,
+                    pointer: text.pointer.clone(),
+                });
+            }
+        }
+        located
+    }
+
+    /// Filters a `tools/list` result in place; returns the names removed.
+    pub(crate) fn inspect_tools_list(
+        &self,
+        session_id: &str,
+        session: &Mutex<SessionState>,
+        result: &mut Value,
+    ) -> Vec<String> {
+        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+            return Vec::new();
+        };
+        let session_json = lock(session)
+            .map(|s| s.to_policy(session_id))
+            .unwrap_or(Value::Null);
+        let mut removed = Vec::new();
+        let mut kept = Vec::with_capacity(tools.len());
+        for tool in tools.drain(..) {
+            let name = tool
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let started = Instant::now();
+            let print = fingerprint(&tool);
+            let status = lock(self.pins)
+                .map(|mut pins| pins.observe(&self.server.name, &name, &print))
+                .unwrap_or(PinStatus::New);
+            let texts = texts::tool_definition(&tool);
+            let located = self.scan(&texts, Context::Document, true);
+            let detect = started.elapsed();
+            let labels = self.server.labels(&name);
+            let mut input = self.input("tools_list", &session_json);
+            input.insert(
+                "tool".into(),
+                json!({
+                    "server": self.server.name,
+                    "name": name,
+                    "labels": labels_json(&labels),
+                    "changed": status.is_changed(),
+                    "fingerprint": print,
+                }),
+            );
+            input.insert(
+                "findings".into(),
+                findings_json(&located, "tool_definition", Some(&name)),
+            );
+            let verdict = self.decide("tools_list", Value::Object(input), &located, detect);
+            if let PinStatus::Changed { pinned } = &status {
+                tracing::warn!(
+                    server = %self.server.name,
+                    tool = %name,
+                    pinned = %pinned,
+                    now = %print,
+                    action = verdict.decision.action.as_str(),
+                    "mcp tool definition changed since it was pinned"
+                );
+            }
+            let shown = !matches!(verdict.effective(), Action::Deny | Action::RequireApproval);
+            if let Some(mut s) = lock(session) {
+                s.record_listing(&name, shown);
+            }
+            if shown {
+                kept.push(tool);
+            } else {
+                tracing::warn!(
+                    server = %self.server.name,
+                    tool = %name,
+                    reasons = ?verdict.decision.reasons,
+                    "mcp tool hidden by policy"
+                );
+                removed.push(name);
+            }
+        }
+        *tools = kept;
+        removed
+    }
+
+    /// Decides on a `tools/call` request's params; may redact its arguments in place.
+    pub(crate) fn decide_call(
+        &self,
+        session_id: &str,
+        session: &Mutex<SessionState>,
+        params: &mut Value,
+        map: &mut RedactionMap,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
+        let texts = texts::string_leaves(&arguments);
+        let located = self.scan(&texts, Context::Assistant, false);
+        let detect = started.elapsed();
+        let (session_json, listed) = match lock(session) {
+            Some(s) => (s.to_policy(session_id), s.listed(&name)),
+            None => (Value::Null, None),
+        };
+        let changed = self.pin_changed(&name);
+        let labels = self.server.labels(&name);
+        let mut input = self.input("tool_call", &session_json);
+        input.insert(
+            "tool".into(),
+            json!({
+                "server": self.server.name,
+                "name": name,
+                "arguments": arguments,
+                "labels": labels_json(&labels),
+                "changed": changed,
+                "listed": listed,
+            }),
+        );
+        input.insert(
+            "findings".into(),
+            findings_json(&located, "tool_arguments", Some(&name)),
+        );
+        input.insert("request".into(), json!({"method": "tools/call"}));
+        let verdict = self.decide("tool_call", Value::Object(input), &located, detect);
+        match verdict.effective() {
+            Action::Deny => CallOutcome::Refuse(refusal_text(&verdict.decision, "call")),
+            Action::RequireApproval => CallOutcome::Refuse(format!(
+                "{} Human approval is not available yet, so the call was not made.",
+                refusal_text(&verdict.decision, "call")
+            )),
+            Action::Redact => {
+                if let Some(args) = params.get_mut("arguments") {
+                    redact_in_place(args, &texts, &located, &verdict.decision, map);
+                }
+                CallOutcome::Forward
+            }
+            Action::Allow => CallOutcome::Forward,
+        }
+    }
+
+    /// Whether a definition of `tool` other than its pin has been listed (a change is seen
+    /// at `tools/list`; the call reports it until an operator accepts the new definition).
+    fn pin_changed(&self, tool: &str) -> bool {
+        lock(self.pins).is_some_and(|pins| pins.has_changed(&self.server.name, tool))
+    }
+
+    /// Inspects a result of `method` (`tools/call`, `resources/read`, `prompts/get`) in place.
+    pub(crate) fn inspect_result(
+        &self,
+        session_id: &str,
+        session: &Mutex<SessionState>,
+        method: &str,
+        subject: &Value,
+        result: &mut Value,
+        map: &mut RedactionMap,
+    ) -> ResultOutcome {
+        let started = Instant::now();
+        let texts = texts::string_leaves(result);
+        let located = self.scan(&texts, Context::ToolOutput, false);
+        let detect = started.elapsed();
+        let tool_name = (method == "tools/call")
+            .then(|| subject.get("name").and_then(Value::as_str))
+            .flatten()
+            .map(str::to_owned);
+        let labels = tool_name
+            .as_deref()
+            .map(|t| self.server.labels(t))
+            .unwrap_or_default();
+        let session_json = lock(session)
+            .map(|s| s.to_policy(session_id))
+            .unwrap_or(Value::Null);
+        let mut input = self.input("tool_result", &session_json);
+        input.insert("request".into(), json!({"method": method}));
+        match &tool_name {
+            Some(name) => {
+                input.insert(
+                    "tool".into(),
+                    json!({"server": self.server.name, "name": name, "labels": labels_json(&labels)}),
+                );
+            }
+            None => {
+                input.insert("tool".into(), Value::Null);
+                let key = if method == "resources/read" {
+                    "resource"
+                } else {
+                    "prompt"
+                };
+                input.insert(key.into(), subject.clone());
+            }
+        }
+        input.insert(
+            "findings".into(),
+            findings_json(&located, "tool_output", tool_name.as_deref()),
+        );
+        let verdict = self.decide("tool_result", Value::Object(input), &located, detect);
+        let injection_seen = located.iter().any(|l| {
+            l.flagged
+                && matches!(
+                    l.finding.category.as_str(),
+                    "prompt_injection" | "jailbreak"
+                )
+        });
+        if let Some(mut s) = lock(session) {
+            let source = match &tool_name {
+                Some(name) => format!("{}.{}", self.server.name, name),
+                None => format!(
+                    "{}:{}",
+                    self.server.name,
+                    subject
+                        .get("uri")
+                        .or_else(|| subject.get("name"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(method)
+                ),
+            };
+            s.record_result(&source, &labels, injection_seen);
+        }
+        match verdict.effective() {
+            Action::Deny | Action::RequireApproval => {
+                ResultOutcome::Blocked(refusal_text(&verdict.decision, "result"))
+            }
+            Action::Redact => {
+                redact_in_place(result, &texts, &located, &verdict.decision, map);
+                ResultOutcome::Pass
+            }
+            Action::Allow => ResultOutcome::Pass,
+        }
+    }
+}
+
+/// What happens to a `tools/call` request.
+pub(crate) enum CallOutcome {
+    /// Send it upstream (arguments possibly redacted).
+    Forward,
+    /// Answer with a tool error result carrying this text.
+    Refuse(String),
+}
+
+/// What happens to a result.
+pub(crate) enum ResultOutcome {
+    /// Deliver it (possibly redacted).
+    Pass,
+    /// Replace it; the text says why.
+    Blocked(String),
+}
+
+/// The text a refused call or a blocked result carries for the agent (and its user).
+fn refusal_text(decision: &Decision, what: &str) -> String {
+    let code = decision.code.as_deref().unwrap_or("policy_violation");
+    let subject = if what == "call" {
+        "Portcullis policy refused this tool call"
+    } else {
+        "Portcullis policy blocked this tool result"
+    };
+    if decision.reasons.is_empty() {
+        format!("{subject} ({code}).")
+    } else {
+        let reasons: Vec<String> = decision
+            .reasons
+            .iter()
+            .take(8)
+            .map(|r| r.chars().take(300).collect())
+            .collect();
+        format!("{subject} ({code}): {}.", reasons.join("; "))
+    }
+}
+
+/// Replaces, in `value`, the spans of findings the decision redacts, text by text.
+fn redact_in_place(
+    value: &mut Value,
+    texts: &Texts,
+    located: &[Located],
+    decision: &Decision,
+    map: &mut RedactionMap,
+) {
+    for text in &texts.texts {
+        let findings: Vec<Finding> = located
+            .iter()
+            .filter(|l| l.pointer == text.pointer && decision.redacts(l.finding.category.as_str()))
+            .map(|l| l.finding.clone())
+            .collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let redacted = map.redact(&text.text, &findings);
+        if redacted.text != text.text {
+            texts::set(value, &text.pointer, redacted.text);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    mutex.lock().ok()
+}
+
+/// A `tools/call` result that carries a refusal (`isError: true`).
+pub(crate) fn tool_error_result(text: &str) -> Value {
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}

@@ -1,0 +1,525 @@
+//! The MCP proxy: `/mcp/{server}` speaks Streamable HTTP (protocol revisions up to
+//! 2025-11-25) to clients and forwards to the configured upstream over Streamable HTTP or to a
+//! stdio child process, with the guard (`guard.rs`) deciding on tool lists, tool calls and
+//! results.
+//!
+//! Transport rules (the spec's, as a proxy honours them):
+//!
+//! - `POST` carries one JSON-RPC message (no batches). A request is answered with
+//!   `application/json` (one response; the spec lets a server choose JSON or SSE);
+//!   notifications and responses are forwarded and answered `202 Accepted`.
+//! - `initialize` (without a session) opens a session: the gateway's own random
+//!   `Mcp-Session-Id`, its own upstream session (the upstream's id never reaches the client,
+//!   and the client's never reaches the upstream) or its own child process.
+//! - Other requests need the session id: missing → 400, unknown or expired → 404 (the client
+//!   then initializes again). `DELETE` ends a session. `GET` (a server-initiated stream) is not
+//!   offered: 405.
+//! - Errors are JSON-RPC errors: -32700 malformed JSON, -32600 invalid message, batch, or
+//!   oversized body (HTTP 413), -32000 upstream unavailable or dead, -32001 upstream timeout,
+//!   -32003 a denied `resources/read` or `prompts/get`. A denied `tools/call` is a tool error
+//!   result (`isError: true`) so that the agent reads why and the session goes on.
+//!
+//! Sessions live in the gateway, not in a snapshot: a config reload keeps them (a session
+//! keeps the server settings it started with).
+
+mod guard;
+pub(crate) mod stdio;
+mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use portcullis_config::McpServer;
+use portcullis_detect::RedactionMap;
+use portcullis_mcp::{
+    ErrorCode, Message, Pins, SUPPORTED_VERSIONS, SessionState, error_response, result_response,
+};
+use portcullis_telemetry::Metrics;
+use serde_json::{Map, Value};
+
+use crate::body::{ProxyBody, ReadError, full, read_limited};
+use crate::snapshot::Snapshot;
+pub(crate) use guard::McpContext;
+use guard::{CallOutcome, ResultOutcome, tool_error_result};
+pub(crate) use upstream::{HttpClient, Upstream, http_client};
+use upstream::{SESSION_HEADER, VERSION_HEADER};
+
+/// How long a client may take to send one message body.
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The gateway's MCP state: sessions and tool pins, which outlive config reloads.
+pub(crate) struct McpState {
+    sessions: Mutex<HashMap<String, Arc<McpSession>>>,
+    pins: Mutex<Pins>,
+    client: Option<HttpClient>,
+}
+
+impl McpState {
+    pub(crate) fn new() -> Self {
+        let client = match http_client() {
+            Ok(client) => Some(client),
+            Err(error) => {
+                tracing::error!(error = %error, "mcp: no TLS provider; HTTP upstreams unavailable");
+                None
+            }
+        };
+        Self {
+            sessions: Mutex::new(HashMap::new()),
+            pins: Mutex::new(Pins::default()),
+            client,
+        }
+    }
+}
+
+/// One client session and its upstream connection.
+pub(crate) struct McpSession {
+    pub(crate) id: String,
+    pub(crate) server: McpServer,
+    pub(crate) upstream: Upstream,
+    pub(crate) state: Mutex<SessionState>,
+    /// Placeholders stay the same within the session.
+    pub(crate) map: Mutex<RedactionMap>,
+    last_used: Mutex<Instant>,
+}
+
+impl McpSession {
+    pub(crate) fn new(id: String, server: McpServer, upstream: Upstream) -> Self {
+        Self {
+            id,
+            server,
+            upstream,
+            state: Mutex::new(SessionState::default()),
+            map: Mutex::new(RedactionMap::new()),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+    }
+}
+
+/// An MCP route's refusal, before any message reached the upstream. The one place MCP
+/// errors become HTTP responses.
+#[derive(Debug)]
+enum McpReject {
+    UnknownServer,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    NotAcceptable,
+    UnsupportedVersion,
+    TooLarge(u64),
+    BodyTimeout,
+    Malformed { code: ErrorCode, message: String },
+    MissingSession,
+    UnknownSession,
+    TooManySessions,
+    Upstream(String),
+}
+
+impl McpReject {
+    fn into_response(self) -> Response<ProxyBody> {
+        use McpReject as R;
+        let (status, code, message) = match self {
+            R::UnknownServer => (StatusCode::NOT_FOUND, ErrorCode::INVALID_REQUEST, "no MCP server is configured with this name".to_string()),
+            R::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::INVALID_REQUEST, "use POST for messages and DELETE to end a session; server-initiated streams (GET) are not offered".to_string()),
+            R::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::INVALID_REQUEST, "content-type must be application/json".to_string()),
+            R::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, ErrorCode::INVALID_REQUEST, "the client must accept application/json".to_string()),
+            R::UnsupportedVersion => (StatusCode::BAD_REQUEST, ErrorCode::INVALID_REQUEST, format!("unsupported MCP-Protocol-Version; supported: {}", SUPPORTED_VERSIONS.join(", "))),
+            R::TooLarge(limit) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::INVALID_REQUEST, format!("message exceeds the limit of {limit} bytes")),
+            R::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, ErrorCode::INVALID_REQUEST, "the message body did not arrive in time".to_string()),
+            R::Malformed { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            R::MissingSession => (StatusCode::BAD_REQUEST, ErrorCode::INVALID_REQUEST, "missing Mcp-Session-Id; send initialize first".to_string()),
+            R::UnknownSession => (StatusCode::NOT_FOUND, ErrorCode::INVALID_REQUEST, "session not found; initialize again".to_string()),
+            R::TooManySessions => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::INTERNAL_ERROR, "too many open MCP sessions".to_string()),
+            R::Upstream(message) => (StatusCode::BAD_GATEWAY, ErrorCode::UPSTREAM_UNAVAILABLE, message),
+        };
+        let mut response =
+            json_response(status, &error_response(&Value::Null, code, &message, None));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn accepted() -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+}
+
+/// A fresh session id: 128 random bits (the process's randomly keyed hasher, a clock and a
+/// counter), hex.
+fn new_session_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut parts = [0u64; 2];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(n);
+        hasher.write_u128(nanos);
+        hasher.write_usize(i);
+        *part = hasher.finish();
+    }
+    format!("{:016x}{:016x}", parts[0], parts[1])
+}
+
+/// Serves one request on `/mcp/{server}`.
+pub(crate) async fn handle(
+    state: &McpState,
+    snapshot: &Snapshot,
+    metrics: &Metrics,
+    request: Request<Incoming>,
+    server_name: &str,
+) -> Response<ProxyBody> {
+    match serve(state, snapshot, metrics, request, server_name).await {
+        Ok(response) => response,
+        Err(reject) => reject.into_response(),
+    }
+}
+
+async fn serve(
+    state: &McpState,
+    snapshot: &Snapshot,
+    metrics: &Metrics,
+    request: Request<Incoming>,
+    server_name: &str,
+) -> Result<Response<ProxyBody>, McpReject> {
+    let settings = &snapshot.config().mcp;
+    let server = settings
+        .server(server_name)
+        .ok_or(McpReject::UnknownServer)?;
+    let session_id = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match *request.method() {
+        Method::POST => {}
+        Method::DELETE => {
+            let id = session_id.ok_or(McpReject::MissingSession)?;
+            let session =
+                remove_session(state, &id, &server.name).ok_or(McpReject::UnknownSession)?;
+            session.upstream.close().await;
+            return Ok(json_response(StatusCode::OK, &Value::Object(Map::new())));
+        }
+        _ => return Err(McpReject::MethodNotAllowed),
+    }
+    check_headers(request.headers())?;
+    let body = read_limited(
+        request.into_body(),
+        settings.max_message_bytes,
+        BODY_DEADLINE,
+        None,
+    )
+    .await
+    .map_err(|error| match error {
+        ReadError::TooLarge => McpReject::TooLarge(settings.max_message_bytes),
+        ReadError::Timeout | ReadError::Broken => McpReject::BodyTimeout,
+    })?;
+    let message = Message::parse(&body).map_err(|error| McpReject::Malformed {
+        code: error.code(),
+        message: error.to_string(),
+    })?;
+    if let Message::Request { method, .. } = &message
+        && method == "initialize"
+    {
+        return initialize(state, snapshot, metrics, server, message).await;
+    }
+    let id = session_id.ok_or(McpReject::MissingSession)?;
+    let session = find_session(state, &id, &server.name, settings.session_idle_timeout)
+        .ok_or(McpReject::UnknownSession)?;
+    session.touch();
+    let timeout = settings.request_timeout;
+    match message {
+        Message::Request { id, method, raw } => {
+            let cx = McpContext {
+                runtime: snapshot.guard(),
+                server: &session.server,
+                pins: &state.pins,
+                metrics,
+                shadow: false,
+            };
+            let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
+            Ok(json_response(StatusCode::OK, &answer))
+        }
+        other => {
+            session
+                .upstream
+                .send(&other.into_value(), timeout)
+                .await
+                .map_err(|e| McpReject::Upstream(e.to_string()))?;
+            Ok(accepted())
+        }
+    }
+}
+
+fn check_headers(headers: &http::HeaderMap) -> Result<(), McpReject> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(McpReject::UnsupportedMediaType);
+    }
+    if let Some(accept) = headers.get(ACCEPT).and_then(|v| v.to_str().ok()) {
+        let accept = accept.to_ascii_lowercase();
+        if !(accept.contains("application/json") || accept.contains("*/*")) {
+            return Err(McpReject::NotAcceptable);
+        }
+    }
+    if let Some(version) = headers.get(VERSION_HEADER) {
+        let known = version
+            .to_str()
+            .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+        if !known {
+            return Err(McpReject::UnsupportedVersion);
+        }
+    }
+    Ok(())
+}
+
+async fn initialize(
+    state: &McpState,
+    snapshot: &Snapshot,
+    metrics: &Metrics,
+    server: &McpServer,
+    message: Message,
+) -> Result<Response<ProxyBody>, McpReject> {
+    let settings = &snapshot.config().mcp;
+    let Message::Request { id, method, raw } = message else {
+        return Err(McpReject::Malformed {
+            code: ErrorCode::INVALID_REQUEST,
+            message: "initialize must be a request".into(),
+        });
+    };
+    if count_sessions(state, settings.session_idle_timeout) >= settings.max_sessions {
+        return Err(McpReject::TooManySessions);
+    }
+    let client = state
+        .client
+        .as_ref()
+        .ok_or_else(|| McpReject::Upstream("no HTTP client".into()))?;
+    let upstream = Upstream::connect(
+        &server.transport,
+        client,
+        settings.max_message_bytes as usize,
+        None,
+    )
+    .map_err(|e| McpReject::Upstream(e.to_string()))?;
+    let session = Arc::new(McpSession::new(new_session_id(), server.clone(), upstream));
+    let cx = McpContext {
+        runtime: snapshot.guard(),
+        server,
+        pins: &state.pins,
+        metrics,
+        shadow: false,
+    };
+    let answer = respond(&cx, &session, &id, &method, raw, settings.request_timeout).await;
+    let mut response = json_response(StatusCode::OK, &answer);
+    if answer.get("result").is_some() {
+        let header = HeaderValue::from_str(&session.id)
+            .map_err(|_| McpReject::Upstream("session id".into()))?;
+        if let Ok(mut sessions) = state.sessions.lock() {
+            sessions.insert(session.id.clone(), session.clone());
+        }
+        response.headers_mut().insert(SESSION_HEADER, header);
+    } else {
+        session.upstream.close().await;
+    }
+    Ok(response)
+}
+
+/// Sessions still alive; expired ones are closed on the way.
+fn count_sessions(state: &McpState, idle: Duration) -> usize {
+    let expired: Vec<Arc<McpSession>> = match state.sessions.lock() {
+        Ok(mut sessions) => {
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.idle_for() > idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    for session in expired {
+        tokio::spawn(async move { session.upstream.close().await });
+    }
+    state.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX)
+}
+
+fn find_session(
+    state: &McpState,
+    id: &str,
+    server: &str,
+    idle: Duration,
+) -> Option<Arc<McpSession>> {
+    let session = state.sessions.lock().ok()?.get(id).cloned()?;
+    if session.server.name != server {
+        return None;
+    }
+    if session.idle_for() > idle {
+        let removed = remove_session(state, id, server);
+        if let Some(removed) = removed {
+            tokio::spawn(async move { removed.upstream.close().await });
+        }
+        return None;
+    }
+    Some(session)
+}
+
+fn remove_session(state: &McpState, id: &str, server: &str) -> Option<Arc<McpSession>> {
+    let mut sessions = state.sessions.lock().ok()?;
+    if sessions.get(id).is_some_and(|s| s.server.name == server) {
+        sessions.remove(id)
+    } else {
+        None
+    }
+}
+
+/// Answers one client request through the guard and the session's upstream. Shared by the
+/// HTTP route and `portcullis mcp stdio`.
+pub(crate) async fn respond(
+    cx: &McpContext<'_>,
+    session: &McpSession,
+    id: &Value,
+    method: &str,
+    mut raw: Map<String, Value>,
+    timeout: Duration,
+) -> Value {
+    match method {
+        "tools/call" => {
+            let mut params = raw.get("params").cloned().unwrap_or(Value::Null);
+            if !params.get("name").is_some_and(Value::is_string) {
+                return error_response(
+                    id,
+                    ErrorCode::INVALID_PARAMS,
+                    "tools/call needs params.name (a string)",
+                    None,
+                );
+            }
+            let outcome = match session.map.lock() {
+                Ok(mut map) => cx.decide_call(&session.id, &session.state, &mut params, &mut map),
+                Err(_) => CallOutcome::Refuse("internal error".into()),
+            };
+            if let CallOutcome::Refuse(text) = outcome {
+                return result_response(id, tool_error_result(&text));
+            }
+            raw.insert("params".into(), params.clone());
+            if let Ok(mut state) = session.state.lock() {
+                state.record_call();
+            }
+            let answer = forward(session, id, raw, timeout).await;
+            inspect_answer(cx, session, id, method, &params, answer)
+        }
+        "resources/read" | "prompts/get" => {
+            let params = raw.get("params").cloned().unwrap_or(Value::Null);
+            let answer = forward(session, id, raw, timeout).await;
+            inspect_answer(cx, session, id, method, &params, answer)
+        }
+        "tools/list" => {
+            let mut answer = forward(session, id, raw, timeout).await;
+            if let Some(result) = answer.get_mut("result") {
+                let removed = cx.inspect_tools_list(&session.id, &session.state, result);
+                if !removed.is_empty() {
+                    tracing::info!(server = %session.server.name, removed = removed.len(), "mcp tools hidden from a listing");
+                }
+            }
+            answer
+        }
+        "initialize" => {
+            let answer = forward(session, id, raw, timeout).await;
+            if let Some(version) = answer
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+            {
+                session.upstream.set_version(version);
+            }
+            answer
+        }
+        _ => forward(session, id, raw, timeout).await,
+    }
+}
+
+async fn forward(
+    session: &McpSession,
+    id: &Value,
+    raw: Map<String, Value>,
+    timeout: Duration,
+) -> Value {
+    let message = Value::Object(raw);
+    match session.upstream.request(&message, id, timeout).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::warn!(server = %session.server.name, error = %error, "mcp upstream request failed");
+            error.to_response(id)
+        }
+    }
+}
+
+fn inspect_answer(
+    cx: &McpContext<'_>,
+    session: &McpSession,
+    id: &Value,
+    method: &str,
+    subject: &Value,
+    mut answer: Value,
+) -> Value {
+    let Some(result) = answer.get_mut("result") else {
+        return answer;
+    };
+    let outcome = match session.map.lock() {
+        Ok(mut map) => cx.inspect_result(
+            &session.id,
+            &session.state,
+            method,
+            subject,
+            result,
+            &mut map,
+        ),
+        Err(_) => ResultOutcome::Blocked("internal error".into()),
+    };
+    match outcome {
+        ResultOutcome::Pass => answer,
+        ResultOutcome::Blocked(text) if method == "tools/call" => {
+            result_response(id, tool_error_result(&text))
+        }
+        ResultOutcome::Blocked(text) => error_response(id, ErrorCode::POLICY_DENIED, &text, None),
+    }
+}
