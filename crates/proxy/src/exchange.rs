@@ -234,6 +234,7 @@ fn inspect(
                 map: forward.map,
                 canary: forward.canary,
                 metrics: gateway.metrics().clone(),
+                offered: forward.offered,
             };
             Inspected::Forward(forward.body, Box::new(answer))
         }

@@ -117,6 +117,12 @@ pub(crate) struct Base<'a> {
 }
 
 impl Base<'_> {
+    /// The fields every decision of the exchange shares: stage, principal, route, model,
+    /// upstream.
+    pub(crate) fn common_input(&self, stage: &str) -> Map<String, Value> {
+        self.common(stage)
+    }
+
     fn common(&self, stage: &str) -> Map<String, Value> {
         let mut input = Map::new();
         input.insert("stage".into(), Value::from(stage));

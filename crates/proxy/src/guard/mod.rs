@@ -17,6 +17,7 @@ mod bundle;
 mod cache;
 mod input;
 pub(crate) mod stream;
+mod tools;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -328,6 +329,8 @@ pub(crate) struct Forward {
     pub(crate) canary: Option<String>,
     /// The request decision, for the response header.
     pub(crate) verdict: Verdict,
+    /// Names of the tools the request offers after policy (chat completions).
+    pub(crate) offered: Vec<String>,
 }
 
 /// The request phase's outcome.
@@ -355,9 +358,26 @@ pub(crate) fn inspect_request(
         texts: Vec::new(),
         tools: Vec::new(),
     });
+    // Offered tools first: a tool the policy removes is neither scanned again nor sent.
+    let (removed_tools, offered) = if endpoint == Endpoint::ChatCompletions {
+        let deciding = tools::Deciding {
+            runtime,
+            metrics,
+            base,
+            shadow: guard.shadow,
+        };
+        tools::filter_offered(&deciding, &mut parsed.body)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut located = Vec::new();
     let mut lookups = [0u64; 3];
     for (i, text) in parsed.texts.iter().enumerate() {
+        if let Location::ToolDefinition { tool } = text.location
+            && removed_tools.contains(&tool)
+        {
+            continue;
+        }
         let context = context_of(text);
         // Every caller is anonymous until authentication lands; then the partition is the
         // tenant, so that cache hits say nothing across tenants: TODO(#7).
@@ -389,7 +409,12 @@ pub(crate) fn inspect_request(
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     let text_bytes: usize = parsed.texts.iter().map(|t| t.text.len()).sum();
-    let input = base.request_input(&located, messages, text_bytes, &parsed.tools);
+    let input = base.request_input(
+        &located,
+        messages,
+        text_bytes,
+        &offered_or_all(&parsed.tools, &offered, endpoint),
+    );
     let mut record = Recorded {
         metrics,
         route: endpoint.label(),
@@ -400,7 +425,7 @@ pub(crate) fn inspect_request(
     };
     let verdict = runtime.decide(&input, &mut record);
     let mut map = RedactionMap::new();
-    let mut rewritten = false;
+    let mut rewritten = !removed_tools.is_empty() && !guard.shadow;
     match verdict.effective() {
         Action::Deny | Action::RequireApproval => {
             return RequestOutcome::Deny(Denial::new(&verdict, guard, false), verdict);
@@ -438,7 +463,17 @@ pub(crate) fn inspect_request(
         map,
         canary,
         verdict,
+        offered,
     })
+}
+
+/// The tools named in the request input: those kept by policy on chat completions.
+fn offered_or_all(all: &[String], offered: &[String], endpoint: Endpoint) -> Vec<String> {
+    if endpoint == Endpoint::ChatCompletions {
+        offered.to_vec()
+    } else {
+        all.to_vec()
+    }
 }
 
 /// Replaces the spans of findings the decision redacts; returns whether anything changed.
@@ -497,6 +532,8 @@ pub(crate) struct AnswerGuard {
     pub(crate) map: RedactionMap,
     pub(crate) canary: Option<String>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The tools the request offered, after policy.
+    pub(crate) offered: Vec<String>,
 }
 
 impl AnswerGuard {
@@ -541,7 +578,7 @@ impl AnswerGuard {
             detect: Some(detect),
         };
         let verdict = runtime.decide(&input, &mut record);
-        match verdict.effective() {
+        let outcome = match verdict.effective() {
             Action::Deny | Action::RequireApproval => {
                 let denial = Denial::new(&verdict, self.guard, true);
                 (Err(denial), verdict)
@@ -572,7 +609,27 @@ impl AnswerGuard {
                 (Ok(out), verdict)
             }
             Action::Allow => (Ok(bytes), verdict),
+        };
+        // Tool calls: a refused call blocks the whole answer before the client can run it.
+        let calls = if self.endpoint == Endpoint::ChatCompletions && outcome.0.is_ok() {
+            tools::answer_calls(&body)
+        } else {
+            Vec::new()
+        };
+        if !calls.is_empty() {
+            let base = self.base.borrow();
+            let deciding = tools::Deciding {
+                runtime,
+                metrics: &self.metrics,
+                base: &base,
+                shadow: self.guard.shadow,
+            };
+            if let Some(refused) = tools::decide_calls(&deciding, &self.offered, &calls) {
+                let denial = Denial::new(&refused, self.guard, true);
+                return (Err(denial), refused);
+            }
         }
+        outcome
     }
 }
 

@@ -60,6 +60,8 @@ struct Piece {
 
 struct Held {
     raw: Bytes,
+    /// Carries a tool-call fragment: held until the stream's calls are decided.
+    tool_call: bool,
     /// Whether the event is a JSON chunk (only those are re-encoded).
     json: bool,
     pieces: Vec<Piece>,
@@ -91,6 +93,12 @@ pub(crate) struct StreamGuard {
     template: Option<String>,
     denial: Arc<Mutex<Option<Denial>>>,
     finished: bool,
+    /// Tool calls assembled from `delta.tool_calls`, decided at the end of the stream.
+    calls: super::tools::CallAssembly,
+    /// The tools the request offered (after policy), for `tool.listed`.
+    offered: Vec<String>,
+    /// The assembled calls were allowed: their events may go.
+    calls_cleared: bool,
 }
 
 impl StreamGuard {
@@ -110,6 +118,9 @@ impl StreamGuard {
             template: None,
             denial: Arc::new(Mutex::new(None)),
             finished: false,
+            calls: super::tools::CallAssembly::default(),
+            offered: answer.offered,
+            calls_cleared: false,
         }
     }
 
@@ -123,7 +134,7 @@ impl StreamGuard {
             let raw = Bytes::copy_from_slice(event);
             match event_data(event) {
                 Some(data) if data.trim() == "[DONE]" => {
-                    if let Err(denial) = self.finish_scanners() {
+                    if let Err(denial) = self.finish_scanners().and_then(|()| self.decide_calls()) {
                         self.block(&mut out, denial);
                         return out;
                     }
@@ -141,6 +152,7 @@ impl StreamGuard {
                 // Comments and keep-alives carry no text.
                 None => self.held.push_back(Held {
                     raw,
+                    tool_call: false,
                     json: false,
                     pieces: Vec::new(),
                 }),
@@ -163,7 +175,40 @@ impl StreamGuard {
         out.bytes
     }
 
+    /// Decides on the tool calls the stream assembled; `Err` with the denial of the first
+    /// refused one.
+    fn decide_calls(&mut self) -> Result<(), Denial> {
+        if self.calls.is_empty() {
+            self.calls_cleared = true;
+            return Ok(());
+        }
+        let runtime = self.snapshot.guard();
+        let base = self.base.borrow();
+        let deciding = super::tools::Deciding {
+            runtime,
+            metrics: &self.metrics,
+            base: &base,
+            shadow: self.guard.shadow,
+        };
+        let denied = super::tools::decide_calls(&deciding, &self.offered, &self.calls.calls());
+        match denied {
+            Some(verdict) => Err(Denial::new(&verdict, self.guard, true)),
+            None => {
+                self.calls_cleared = true;
+                Ok(())
+            }
+        }
+    }
+
     fn hold(&mut self, raw: Bytes, data: &str) -> Result<(), Denial> {
+        // Tool-call fragments: only chunks that mention them are parsed a second time.
+        let mut tool_call = false;
+        if self.endpoint == Endpoint::ChatCompletions
+            && data.contains("\"tool_calls\"")
+            && let Ok(chunk) = serde_json::from_str::<Value>(data)
+        {
+            tool_call = self.calls.push(&chunk).map_err(overflow_denial)?;
+        }
         let texts = chunk_texts(self.endpoint, data);
         let json = texts.is_some();
         let mut pieces = Vec::new();
@@ -194,7 +239,12 @@ impl StreamGuard {
         if self.held_bytes > MAX_HELD_BYTES {
             return Err(overflow_denial(self.held_bytes));
         }
-        self.held.push_back(Held { raw, json, pieces });
+        self.held.push_back(Held {
+            raw,
+            tool_call,
+            json,
+            pieces,
+        });
         Ok(())
     }
 
@@ -343,10 +393,11 @@ impl StreamGuard {
     /// Sends, in order, every held event whose text is all released.
     fn emit_ready(&mut self, out: &mut Output) {
         while let Some(front) = self.held.front() {
-            let ready = front
-                .pieces
-                .iter()
-                .all(|p| p.end <= self.choices[p.choice].released);
+            let ready = (!front.tool_call || self.calls_cleared)
+                && front
+                    .pieces
+                    .iter()
+                    .all(|p| p.end <= self.choices[p.choice].released);
             if !ready {
                 break;
             }
@@ -493,6 +544,7 @@ mod tests {
             map: RedactionMap::new(),
             canary: None,
             metrics: Arc::new(Metrics::new()),
+            offered: Vec::new(),
         })
     }
 

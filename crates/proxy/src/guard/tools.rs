@@ -1,0 +1,388 @@
+//! Tools in chat completions: the same policy stages as the MCP proxy, for function tools.
+//!
+//! - **Offered tools** (`tools` in a request): one `tools_list` decision per tool, with the
+//!   findings of its definition (name, description, parameter schema, scanned as a document).
+//!   A denied tool is removed from the request before the model sees it (and `tool_choice`
+//!   naming it is dropped).
+//! - **Tool calls in answers** (`choices[].message.tool_calls`, or assembled from streamed
+//!   `delta.tool_calls`): one `tool_call` decision per call, with its arguments (parsed when
+//!   they are JSON), the findings of the argument strings (secrets, PII, exfiltration links)
+//!   and `tool.listed`: whether the request offered (and kept) a tool of that name. A denied
+//!   call blocks the answer (a stream ends with `content_filter` and an error event), before
+//!   the client can act on it.
+//!
+//! Chat completions have no session: `session` is empty, so taint rules do not apply here.
+
+use std::time::Instant;
+
+use portcullis_detect::{Context, Finding};
+use portcullis_mcp::texts;
+use portcullis_policy::Action;
+use portcullis_telemetry::Metrics;
+use serde_json::{Map, Value, json};
+
+use super::input::Base;
+use super::{GuardRuntime, Recorded, Verdict};
+
+/// A tool call of an answer, assembled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ToolCall {
+    /// Choice index.
+    pub(crate) choice: u64,
+    /// The function's name.
+    pub(crate) name: String,
+    /// The arguments as the model wrote them (a JSON text, normally).
+    pub(crate) arguments: String,
+}
+
+fn empty_session() -> Value {
+    json!({"id": null, "tainted_by": [], "calls": 0})
+}
+
+fn findings(
+    runtime: &GuardRuntime,
+    texts: &texts::Texts,
+    context: Context,
+    place: &str,
+    tool: &str,
+) -> (Vec<Value>, Vec<&'static str>) {
+    let mut out = Vec::new();
+    let mut flagged_categories = Vec::new();
+    for text in &texts.texts {
+        let scan = if context == Context::Document {
+            runtime.scan_definition(&text.text)
+        } else {
+            runtime.scan_patterns(&text.text, context)
+        };
+        for finding in &scan.findings {
+            let flagged = scan.flagged.contains(&finding.category);
+            if flagged {
+                flagged_categories.push(finding.category.as_str());
+            }
+            out.push(finding_json(finding, flagged, place, tool, &text.pointer));
+        }
+    }
+    flagged_categories.sort_unstable();
+    flagged_categories.dedup();
+    (out, flagged_categories)
+}
+
+fn finding_json(f: &Finding, flagged: bool, context: &str, tool: &str, pointer: &str) -> Value {
+    json!({
+        "category": f.category.as_str(),
+        "detector": f.detector,
+        "rule": f.rule,
+        "score": f64::from(f.score),
+        "flagged": flagged,
+        "where": {"context": context, "tool": tool, "path": pointer},
+    })
+}
+
+/// What the tool decisions of one exchange share.
+pub(crate) struct Deciding<'a> {
+    pub(crate) runtime: &'a GuardRuntime,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) base: &'a Base<'a>,
+    pub(crate) shadow: bool,
+}
+
+fn decide(
+    d: &Deciding<'_>,
+    stage: &'static str,
+    fields: Map<String, Value>,
+    categories: Vec<&'static str>,
+    detect: std::time::Duration,
+) -> Verdict {
+    let mut input = d.base.common_input(stage);
+    input.extend(fields);
+    let mut record = Recorded {
+        metrics: d.metrics,
+        route: d.base.route,
+        stage,
+        shadow: d.shadow,
+        categories,
+        detect: Some(detect),
+    };
+    d.runtime.decide(&Value::Object(input), &mut record)
+}
+
+/// Decides on each tool a chat request offers; removes the denied ones from `body`. Returns
+/// the indexes (in the original `tools`) removed and the names of the tools kept.
+pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> (Vec<usize>, Vec<String>) {
+    let Some(tools) = body.get("tools").and_then(Value::as_array) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for (i, tool) in tools.iter().enumerate() {
+        let Some(function) = tool.get("function") else {
+            continue;
+        };
+        let name = function.get("name").and_then(Value::as_str).unwrap_or("");
+        let started = Instant::now();
+        let definition = json!({
+            "name": name,
+            "description": function.get("description").cloned().unwrap_or(Value::Null),
+            "inputSchema": function.get("parameters").cloned().unwrap_or(Value::Null),
+        });
+        let texts = texts::tool_definition(&definition);
+        let (found, categories) = findings(
+            d.runtime,
+            &texts,
+            Context::Document,
+            "tool_definition",
+            name,
+        );
+        let mut fields = Map::new();
+        fields.insert(
+            "tool".into(),
+            json!({"server": null, "name": name, "labels": [], "changed": false, "fingerprint": portcullis_mcp::fingerprint(function)}),
+        );
+        fields.insert("findings".into(), Value::Array(found));
+        fields.insert("session".into(), empty_session());
+        let verdict = decide(d, "tools_list", fields, categories, started.elapsed());
+        if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
+            tracing::warn!(route = d.base.route, tool = %name, reasons = ?verdict.decision.reasons, "offered tool removed by policy");
+            removed.push(i);
+        } else {
+            kept.push(name.to_owned());
+        }
+    }
+    if !removed.is_empty() {
+        remove_tools(body, &removed);
+    }
+    (removed, kept)
+}
+
+fn remove_tools(body: &mut Value, removed: &[usize]) {
+    let Some(object) = body.as_object_mut() else {
+        return;
+    };
+    let mut removed_names = Vec::new();
+    if let Some(Value::Array(tools)) = object.get_mut("tools") {
+        let mut index = 0;
+        tools.retain(|tool| {
+            let keep = !removed.contains(&index);
+            if let (false, Some(name)) =
+                (keep, tool.pointer("/function/name").and_then(Value::as_str))
+            {
+                removed_names.push(name.to_owned());
+            }
+            index += 1;
+            keep
+        });
+        if tools.is_empty() {
+            object.remove("tools");
+            object.remove("tool_choice");
+            object.remove("parallel_tool_calls");
+            return;
+        }
+    }
+    let names_removed = object
+        .get("tool_choice")
+        .and_then(|c| c.pointer("/function/name"))
+        .and_then(Value::as_str)
+        .is_some_and(|n| removed_names.iter().any(|r| r == n));
+    if names_removed {
+        object.remove("tool_choice");
+    }
+}
+
+/// The tool calls of a whole chat answer.
+pub(crate) fn answer_calls(body: &Value) -> Vec<ToolCall> {
+    let mut out = Vec::new();
+    let choices = body.get("choices").and_then(Value::as_array);
+    for (position, choice) in choices.into_iter().flatten().enumerate() {
+        let index = choice
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        let calls = choice
+            .pointer("/message/tool_calls")
+            .and_then(Value::as_array);
+        for call in calls.into_iter().flatten() {
+            out.push(ToolCall {
+                choice: index,
+                name: call
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                arguments: call
+                    .pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Decides on each call; the first denied one's verdict, if any.
+pub(crate) fn decide_calls(
+    d: &Deciding<'_>,
+    offered: &[String],
+    calls: &[ToolCall],
+) -> Option<Verdict> {
+    for call in calls {
+        let started = Instant::now();
+        let arguments: Value = serde_json::from_str(&call.arguments)
+            .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+        let texts = texts::string_leaves(&arguments);
+        let (found, categories) = findings(
+            d.runtime,
+            &texts,
+            Context::Assistant,
+            "tool_arguments",
+            &call.name,
+        );
+        let mut fields = Map::new();
+        fields.insert(
+            "tool".into(),
+            json!({
+                "server": null,
+                "name": call.name,
+                "arguments": arguments,
+                "labels": [],
+                "changed": false,
+                "listed": offered.contains(&call.name),
+            }),
+        );
+        fields.insert("findings".into(), Value::Array(found));
+        fields.insert("session".into(), empty_session());
+        fields.insert(
+            "request".into(),
+            json!({"method": "chat.tool_call", "stream": d.base.stream}),
+        );
+        let verdict = decide(d, "tool_call", fields, categories, started.elapsed());
+        if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
+            return Some(verdict);
+        }
+    }
+    None
+}
+
+/// Assembles tool calls from streamed `delta.tool_calls` fragments, per (choice, index).
+#[derive(Debug, Default)]
+pub(crate) struct CallAssembly {
+    calls: Vec<((u64, u64), ToolCall)>,
+    bytes: usize,
+}
+
+/// Most bytes of tool-call names and arguments one stream may assemble.
+const MAX_ASSEMBLED_BYTES: usize = 1024 * 1024;
+
+impl CallAssembly {
+    /// Adds the fragments of one chunk (`data` of an SSE event); returns whether it carried
+    /// any, or `Err` when the stream's calls outgrow the bound.
+    pub(crate) fn push(&mut self, chunk: &Value) -> Result<bool, usize> {
+        let mut any = false;
+        let choices = chunk.get("choices").and_then(Value::as_array);
+        for (position, choice) in choices.into_iter().flatten().enumerate() {
+            let choice_index = choice
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64);
+            let deltas = choice
+                .pointer("/delta/tool_calls")
+                .and_then(Value::as_array);
+            for (n, delta) in deltas.into_iter().flatten().enumerate() {
+                any = true;
+                let index = delta
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(n as u64);
+                let key = (choice_index, index);
+                let slot = match self.calls.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        self.calls.push((
+                            key,
+                            ToolCall {
+                                choice: choice_index,
+                                ..ToolCall::default()
+                            },
+                        ));
+                        self.calls.len() - 1
+                    }
+                };
+                let call = &mut self.calls[slot].1;
+                if let Some(name) = delta.pointer("/function/name").and_then(Value::as_str) {
+                    call.name.push_str(name);
+                    self.bytes += name.len();
+                }
+                if let Some(args) = delta.pointer("/function/arguments").and_then(Value::as_str) {
+                    call.arguments.push_str(args);
+                    self.bytes += args.len();
+                }
+            }
+        }
+        if self.bytes > MAX_ASSEMBLED_BYTES {
+            return Err(self.bytes);
+        }
+        Ok(any)
+    }
+
+    /// Whether any call was seen.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The assembled calls, in order of first appearance.
+    pub(crate) fn calls(&self) -> Vec<ToolCall> {
+        self.calls.iter().map(|(_, c)| c.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_fragments_assemble_per_choice_and_index() {
+        let mut assembly = CallAssembly::default();
+        let chunks = [
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "send_", "arguments": ""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "email", "arguments": "{\"to\": \"a@"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "function": {"name": "fetch", "arguments": "{}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "b.c\"}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "hi"}}]}),
+        ];
+        let carried: Vec<bool> = chunks.iter().map(|c| assembly.push(c).unwrap()).collect();
+        assert_eq!(carried, [true, true, true, true, false]);
+        let calls = assembly.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].name, "send_email");
+        assert_eq!(calls[0].arguments, "{\"to\": \"a@b.c\"}");
+        assert_eq!(calls[1].name, "fetch");
+    }
+
+    #[test]
+    fn removing_tools_drops_a_choice_that_names_them() {
+        let mut body = json!({"tools": [
+            {"type": "function", "function": {"name": "a"}},
+            {"type": "function", "function": {"name": "b"}}
+        ], "tool_choice": {"type": "function", "function": {"name": "b"}}});
+        remove_tools(&mut body, &[1]);
+        assert_eq!(body["tools"].as_array().unwrap().len(), 1);
+        assert!(body.get("tool_choice").is_none());
+        remove_tools(&mut body, &[0]);
+        assert!(body.get("tools").is_none());
+    }
+
+    #[test]
+    fn answer_calls_are_read_from_messages() {
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "x", "type": "function", "function": {"name": "f", "arguments": "{\"k\":1}"}}]}}]});
+        let calls = answer_calls(&body);
+        assert_eq!(
+            calls,
+            [ToolCall {
+                choice: 0,
+                name: "f".into(),
+                arguments: "{\"k\":1}".into()
+            }]
+        );
+    }
+}
