@@ -90,11 +90,13 @@ mod completions;
 mod embeddings;
 mod error;
 mod faults;
+mod mcp;
 mod record;
 mod router;
 mod text;
 mod upstream;
 mod wire;
 
+pub use mcp::{MOCK_AWS_KEY, McpMock, McpMockOptions};
 pub use record::RecordedRequest;
 pub use upstream::{MockOptions, MockUpstream};
