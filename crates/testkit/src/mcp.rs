@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -160,10 +160,10 @@ async fn serve(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
     if request.method() != Method::POST {
         return reply(StatusCode::METHOD_NOT_ALLOWED, Bytes::new(), "text/plain");
     }
-    let Ok(body) = Limited::new(request.into_body(), 1 << 20).collect().await else {
+    let Ok(Some(body)) = crate::router::read_body(request.into_body()).await else {
         return reply(StatusCode::BAD_REQUEST, Bytes::new(), "text/plain");
     };
-    let Ok(message) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return reply(StatusCode::BAD_REQUEST, Bytes::new(), "text/plain");
     };
     if let Ok(mut received) = state.received.lock() {

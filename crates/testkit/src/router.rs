@@ -98,7 +98,7 @@ async fn route(
 }
 
 /// Reads the whole body, or `None` past [`BODY_LIMIT`]. A one-frame body is not copied.
-async fn read_body(mut body: Incoming) -> Result<Option<Bytes>> {
+pub(crate) async fn read_body(mut body: Incoming) -> Result<Option<Bytes>> {
     let mut first: Option<Bytes> = None;
     let mut joined = BytesMut::new();
     let mut total = 0usize;
