@@ -61,6 +61,17 @@ struct RejectLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpLabels {
+    server: Arc<str>,
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpServerLabels {
+    server: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -194,6 +205,9 @@ pub struct Metrics {
     detect_duration: HistogramFamily<StageLabels>,
     policy_duration: HistogramFamily<StageLabels>,
     scan_cache: Family<ResultLabels, Counter>,
+    mcp_requests: Family<McpLabels, Counter>,
+    mcp_tool_changes: Family<McpServerLabels, Counter>,
+    mcp_sessions: Gauge,
 }
 
 /// How the guard's scan cache answered for one text.
@@ -323,6 +337,24 @@ impl Metrics {
             "Texts the request guard looked up in its scan cache, by result (hit, miss, bypass)",
             scan_cache.clone(),
         );
+        let mcp_requests = Family::<McpLabels, Counter>::default();
+        registry.register(
+            "mcp_requests",
+            "MCP requests answered, by configured server and method (tools/call, tools/list, resources/read, prompts/get, initialize, other)",
+            mcp_requests.clone(),
+        );
+        let mcp_tool_changes = Family::<McpServerLabels, Counter>::default();
+        registry.register(
+            "mcp_tool_changes",
+            "Listings in which a tool's definition differed from its pin (rug pulls), by server",
+            mcp_tool_changes.clone(),
+        );
+        let mcp_sessions = Gauge::default();
+        registry.register(
+            "mcp_sessions",
+            "Open MCP client sessions",
+            mcp_sessions.clone(),
+        );
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -347,7 +379,43 @@ impl Metrics {
             detect_duration,
             policy_duration,
             scan_cache,
+            mcp_requests,
+            mcp_tool_changes,
+            mcp_sessions,
         }
+    }
+
+    /// Counts one MCP request; `method` is folded to a closed set.
+    pub fn mcp_request(&self, server: &Arc<str>, method: &str) {
+        let method = match method {
+            "tools/call" => "tools/call",
+            "tools/list" => "tools/list",
+            "resources/read" => "resources/read",
+            "prompts/get" => "prompts/get",
+            "initialize" => "initialize",
+            _ => "other",
+        };
+        self.mcp_requests
+            .get_or_create(&McpLabels {
+                server: server.clone(),
+                method,
+            })
+            .inc();
+    }
+
+    /// Counts a tool definition that differs from its pin.
+    pub fn mcp_tool_changed(&self, server: &Arc<str>) {
+        self.mcp_tool_changes
+            .get_or_create(&McpServerLabels {
+                server: server.clone(),
+            })
+            .inc();
+    }
+
+    /// Sets the number of open MCP sessions.
+    pub fn mcp_sessions(&self, open: usize) {
+        self.mcp_sessions
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// Records `count` scan-cache lookups with the same result.

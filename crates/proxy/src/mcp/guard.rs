@@ -204,6 +204,8 @@ impl McpContext<'_> {
             );
             let verdict = self.decide("tools_list", Value::Object(input), &located, detect);
             if let PinStatus::Changed { pinned } = &status {
+                self.metrics
+                    .mcp_tool_changed(&std::sync::Arc::from(self.server.name.as_str()));
                 tracing::warn!(
                     server = %self.server.name,
                     tool = %name,

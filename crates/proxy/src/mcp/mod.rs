@@ -232,6 +232,7 @@ async fn serve(
             let id = session_id.ok_or(McpReject::MissingSession)?;
             let session =
                 remove_session(state, &id, &server.name).ok_or(McpReject::UnknownSession)?;
+            metrics.mcp_sessions(state.sessions.lock().map(|s| s.len()).unwrap_or(0));
             session.upstream.close().await;
             return Ok(json_response(StatusCode::OK, &Value::Object(Map::new())));
         }
@@ -265,6 +266,7 @@ async fn serve(
     let timeout = settings.request_timeout;
     match message {
         Message::Request { id, method, raw } => {
+            metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
             let cx = McpContext {
                 runtime: snapshot.guard(),
                 server: &session.server,
@@ -350,6 +352,7 @@ async fn initialize(
         metrics,
         shadow: false,
     };
+    metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
     let answer = respond(&cx, &session, &id, &method, raw, settings.request_timeout).await;
     let mut response = json_response(StatusCode::OK, &answer);
     if answer.get("result").is_some() {
@@ -357,6 +360,7 @@ async fn initialize(
             .map_err(|_| McpReject::Upstream("session id".into()))?;
         if let Ok(mut sessions) = state.sessions.lock() {
             sessions.insert(session.id.clone(), session.clone());
+            metrics.mcp_sessions(sessions.len());
         }
         response.headers_mut().insert(SESSION_HEADER, header);
     } else {
