@@ -98,9 +98,10 @@ impl Message {
         }
         let id = match raw.get("id") {
             None => None,
-            Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+            Some(id @ Value::String(_)) => Some(id.clone()),
+            Some(id @ Value::Number(n)) if n.is_i64() || n.is_u64() => Some(id.clone()),
             Some(Value::Null) if !raw.contains_key("method") => Some(Value::Null),
-            Some(_) => return Err(MessageError::Invalid("`id` must be a string or a number")),
+            Some(_) => return Err(MessageError::Invalid("`id` must be a string or an integer")),
         };
         if raw
             .get("params")
@@ -203,7 +204,7 @@ mod tests {
 
     #[test]
     fn invalid_messages_get_the_right_codes() {
-        let cases: [(&[u8], ErrorCode); 9] = [
+        let cases: [(&[u8], ErrorCode); 10] = [
             (b"{not json", ErrorCode::PARSE_ERROR),
             (b"[]", ErrorCode::INVALID_REQUEST),
             (
@@ -214,6 +215,10 @@ mod tests {
             (br#"{"id":1,"method":"ping"}"#, ErrorCode::INVALID_REQUEST),
             (
                 br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+                ErrorCode::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
                 ErrorCode::INVALID_REQUEST,
             ),
             (

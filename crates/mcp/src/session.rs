@@ -23,20 +23,28 @@ pub struct SessionState {
     taint_overflow: u64,
     calls: u64,
     read_private_data: bool,
-    listed: HashMap<String, bool>,
+    /// Per tool: (shown by the last listing, its definition differed from the pin).
+    listed: HashMap<String, (bool, bool)>,
 }
 
 impl SessionState {
-    /// Records a `tools/list` outcome: whether `tool` was shown (`false`: the policy hid it).
-    pub fn record_listing(&mut self, tool: &str, shown: bool) {
+    /// Records a `tools/list` outcome: whether `tool` was shown (`false`: the policy hid it)
+    /// and whether its definition differed from its pin.
+    pub fn record_listing(&mut self, tool: &str, shown: bool, changed: bool) {
         if self.listed.len() < MAX_LISTED || self.listed.contains_key(tool) {
-            self.listed.insert(tool.to_owned(), shown);
+            self.listed.insert(tool.to_owned(), (shown, changed));
         }
     }
 
     /// Whether the last listing showed `tool`; `None` if it was never listed.
     pub fn listed(&self, tool: &str) -> Option<bool> {
-        self.listed.get(tool).copied()
+        self.listed.get(tool).map(|(shown, _)| *shown)
+    }
+
+    /// Whether `tool`'s definition in this session's last listing differed from its pin;
+    /// `None` if it was never listed.
+    pub fn listed_changed(&self, tool: &str) -> Option<bool> {
+        self.listed.get(tool).map(|(_, changed)| *changed)
     }
 
     /// Counts a `tools/call` sent upstream.
@@ -115,9 +123,13 @@ mod tests {
     fn listings_and_bounds() {
         let mut s = SessionState::default();
         assert_eq!(s.listed("x"), None);
-        s.record_listing("x", false);
-        s.record_listing("y", true);
+        s.record_listing("x", false, true);
+        s.record_listing("y", true, false);
         assert_eq!((s.listed("x"), s.listed("y")), (Some(false), Some(true)));
+        assert_eq!(
+            (s.listed_changed("x"), s.listed_changed("z")),
+            (Some(true), None)
+        );
         for i in 0..(MAX_TAINT_SOURCES + 10) {
             s.record_result(&format!("s.t{i}"), &[ToolLabel::UntrustedSource], false);
         }

@@ -120,6 +120,10 @@ impl Gateway {
         self.ready.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn mcp_state(&self) -> &crate::mcp::McpState {
+        &self.mcp
+    }
+
     pub(crate) fn cut_signal(&self) -> watch::Receiver<bool> {
         self.cut_streams.subscribe()
     }
@@ -219,6 +223,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Self { listener, gateway } = self;
         let graceful = GracefulShutdown::new();
+        let sweeper = tokio::spawn(crate::mcp::sweep_idle(Arc::downgrade(&gateway)));
         gateway.ready.store(true, Ordering::Relaxed);
         tokio::pin!(shutdown);
         loop {
@@ -235,6 +240,7 @@ impl Server {
             }
         }
         gateway.ready.store(false, Ordering::Relaxed);
+        sweeper.abort();
         drop(listener);
         let drain = gateway.snapshot().config().drain_timeout;
         tracing::info!(

@@ -360,6 +360,14 @@ async fn the_default_policy_hides_poisoned_and_changed_tools_and_holds_tainted_s
         (false, "done".into())
     );
 
+    // A session that never listed its tools cannot call a hidden one either: the gateway lists
+    // on its own account first.
+    let mut unlisted = Session::open(&http, gateway.url("/mcp/tools")).await;
+    let (refused, why) = unlisted.call("weather", "Paris").await;
+    assert!(refused && why.contains("tool_not_allowed"), "{why}");
+    let (refused, why) = unlisted.call("add", "").await;
+    assert!(refused && why.contains("tool_changed"), "{why}");
+
     // Refused calls never reached the upstream.
     let sent: Vec<String> = mock
         .received()

@@ -217,7 +217,7 @@ impl McpContext<'_> {
             }
             let shown = !matches!(verdict.effective(), Action::Deny | Action::RequireApproval);
             if let Some(mut s) = lock(session) {
-                s.record_listing(&name, shown);
+                s.record_listing(&name, shown, status.is_changed());
             }
             if shown {
                 kept.push(tool);
@@ -253,11 +253,17 @@ impl McpContext<'_> {
         let texts = texts::string_leaves(&arguments);
         let located = self.scan(&texts, Context::Assistant, false);
         let detect = started.elapsed();
-        let (session_json, listed) = match lock(session) {
-            Some(s) => (s.to_policy(session_id), s.listed(&name)),
-            None => (Value::Null, None),
+        let (session_json, listed, listed_changed) = match lock(session) {
+            Some(s) => (
+                s.to_policy(session_id),
+                s.listed(&name),
+                s.listed_changed(&name),
+            ),
+            None => (Value::Null, None, None),
         };
-        let changed = self.pin_changed(&name);
+        // What this session was shown decides; a tool it never listed is judged by whether
+        // any listing saw it changed.
+        let changed = listed_changed.unwrap_or_else(|| self.pin_changed(&name));
         let labels = self.server.labels(&name);
         let mut input = self.input("tool_call", &session_json);
         input.insert(

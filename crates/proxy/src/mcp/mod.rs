@@ -85,6 +85,8 @@ pub(crate) struct McpSession {
     /// Placeholders stay the same within the session.
     pub(crate) map: Mutex<RedactionMap>,
     last_used: Mutex<Instant>,
+    /// Requests in flight: a busy session is never idle.
+    busy: std::sync::atomic::AtomicUsize,
 }
 
 impl McpSession {
@@ -96,10 +98,15 @@ impl McpSession {
             state: Mutex::new(SessionState::default()),
             map: Mutex::new(RedactionMap::new()),
             last_used: Mutex::new(Instant::now()),
+            busy: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
+    /// How long the session has had nothing in flight (zero while a request is).
     fn idle_for(&self) -> Duration {
+        if self.busy.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
         self.last_used
             .lock()
             .map(|t| t.elapsed())
@@ -110,6 +117,39 @@ impl McpSession {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
+    }
+
+    /// Marks a request in flight until the guard drops; the idle clock restarts then.
+    fn begin(&self) -> Busy<'_> {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(self)
+    }
+}
+
+struct Busy<'a>(&'a McpSession);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Closes sessions idle past `mcp.session_idle_timeout_ms`, every second, until the gateway
+/// stops (spawned by the server; the task ends with the runtime).
+pub(crate) async fn sweep_idle(gateway: std::sync::Weak<crate::server::Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        let idle = gateway.snapshot().config().mcp.session_idle_timeout;
+        let open = count_sessions(gateway.mcp_state(), idle);
+        gateway.metrics().mcp_sessions(open);
     }
 }
 
@@ -262,7 +302,7 @@ async fn serve(
     let id = session_id.ok_or(McpReject::MissingSession)?;
     let session = find_session(state, &id, &server.name, settings.session_idle_timeout)
         .ok_or(McpReject::UnknownSession)?;
-    session.touch();
+    let _busy = session.begin();
     let timeout = settings.request_timeout;
     match message {
         Message::Request { id, method, raw } => {
@@ -353,7 +393,10 @@ async fn initialize(
         shadow: false,
     };
     metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
-    let answer = respond(&cx, &session, &id, &method, raw, settings.request_timeout).await;
+    let answer = {
+        let _busy = session.begin();
+        respond(&cx, &session, &id, &method, raw, settings.request_timeout).await
+    };
     let mut response = json_response(StatusCode::OK, &answer);
     if answer.get("result").is_some() {
         let header = HeaderValue::from_str(&session.id)
@@ -430,13 +473,27 @@ pub(crate) async fn respond(
     match method {
         "tools/call" => {
             let mut params = raw.get("params").cloned().unwrap_or(Value::Null);
-            if !params.get("name").is_some_and(Value::is_string) {
+            let Some(name) = params
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
                 return error_response(
                     id,
                     ErrorCode::INVALID_PARAMS,
                     "tools/call needs params.name (a string)",
                     None,
                 );
+            };
+            // A tool the session never listed is listed now, so that its definition is
+            // pinned, scanned and decided before it can be called.
+            let never_listed = session
+                .state
+                .lock()
+                .map(|s| s.listed(&name).is_none())
+                .unwrap_or(true);
+            if never_listed {
+                list_for_guard(cx, session, timeout).await;
             }
             let outcome = match session.map.lock() {
                 Ok(mut map) => cx.decide_call(&session.id, &session.state, &mut params, &mut map),
@@ -478,6 +535,21 @@ pub(crate) async fn respond(
             answer
         }
         _ => forward(session, id, raw, timeout).await,
+    }
+}
+
+/// Lists the upstream's tools on the gateway's own account (first page) and runs the
+/// `tools_list` decisions, recording the outcome in the session.
+async fn list_for_guard(cx: &McpContext<'_>, session: &McpSession, timeout: Duration) {
+    let id = Value::from(format!("portcullis-list-{}", new_session_id()));
+    let mut raw = Map::new();
+    raw.insert("jsonrpc".into(), Value::from("2.0"));
+    raw.insert("id".into(), id.clone());
+    raw.insert("method".into(), Value::from("tools/list"));
+    raw.insert("params".into(), Value::Object(Map::new()));
+    let mut answer = forward(session, &id, raw, timeout).await;
+    if let Some(result) = answer.get_mut("result") {
+        cx.inspect_tools_list(&session.id, &session.state, result);
     }
 }
 

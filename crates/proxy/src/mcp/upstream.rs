@@ -290,11 +290,20 @@ impl HttpUpstream {
         id: &Value,
     ) -> Result<Value, UpstreamError> {
         let mut framer = portcullis_openai::SseFramer::new(self.max_message_bytes);
+        // Notifications may come before the response: the stream as a whole is bounded too.
+        let stream_limit = self.max_message_bytes.saturating_mul(4);
+        let mut read = 0usize;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
+            read += data.len();
+            if read > stream_limit {
+                return Err(UpstreamError::Invalid(format!(
+                    "the answer stream exceeds {stream_limit} bytes"
+                )));
+            }
             let events = framer
                 .push(data)
                 .map_err(|_| UpstreamError::Invalid("an SSE event is too large".into()))?;
@@ -304,6 +313,11 @@ impl HttpUpstream {
                 };
                 if data.trim().is_empty() {
                     continue;
+                }
+                if data.len() > self.max_message_bytes {
+                    return Err(UpstreamError::Invalid(
+                        "an answer exceeds mcp.max_message_bytes".into(),
+                    ));
                 }
                 match Message::parse(data.as_bytes()) {
                     Ok(Message::Response { id: got, raw }) if &got == id => {
@@ -480,8 +494,36 @@ async fn read_child<R: AsyncBufRead + Unpin>(
         match read_bounded_line(&mut reader, &mut line, max_message_bytes).await {
             Ok(0) => break,
             Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                // Too long: skip the rest of the line and fail the request it answered (its
+                // id is near the start of the message), not the session.
+                let id = leading_id(&line);
+                line.clear();
+                if skip_line(&mut reader).await.is_err() {
+                    break;
+                }
+                tracing::warn!("mcp stdio upstream: a message exceeds mcp.max_message_bytes");
+                let waiter = id.as_ref().and_then(|id| {
+                    pending
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.as_mut().and_then(|m| m.remove(id)))
+                });
+                if let Some(tx) = waiter {
+                    let id: Value = id
+                        .and_then(|id| serde_json::from_str(&id).ok())
+                        .unwrap_or(Value::Null);
+                    let _ = tx.send(error_response(
+                        &id,
+                        ErrorCode::INTERNAL_ERROR,
+                        "upstream answered with an invalid message: larger than mcp.max_message_bytes",
+                        None,
+                    ));
+                }
+                continue;
+            }
             Err(error) => {
-                tracing::warn!(error = %error, "mcp stdio upstream: bad output; closing");
+                tracing::warn!(error = %error, "mcp stdio upstream: reading failed; closing");
                 break;
             }
         }
@@ -518,6 +560,23 @@ async fn read_child<R: AsyncBufRead + Unpin>(
     if let Ok(mut p) = pending.lock() {
         p.take();
     }
+}
+
+/// The `id` of a JSON-RPC message from its first bytes (as the text of its JSON value, the
+/// key the pending map uses), when it is there: `"id":7` or `"id":"a"`.
+fn leading_id(prefix: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(prefix);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let end = quoted.find('"')?;
+        return Some(Value::String(quoted[..end].to_owned()).to_string());
+    }
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
+    let number: i64 = rest[..end].parse().ok()?;
+    Some(Value::from(number).to_string())
 }
 
 /// Skips to just past the next `\n` (after an over-long line).
@@ -572,6 +631,19 @@ pub(crate) async fn read_bounded_line<R: AsyncBufRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_read_from_the_start_of_a_message() {
+        assert_eq!(
+            leading_id(br#"{"jsonrpc":"2.0","id":17,"result":{"x""#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            leading_id(br#"{"id": "a-1", "jsonrpc""#).as_deref(),
+            Some("\"a-1\"")
+        );
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","result""#), None);
+    }
 
     #[tokio::test]
     async fn lines_are_bounded() {
