@@ -9,8 +9,9 @@
 //! Groups (criterion prints time per iteration and, from `Throughput::Bytes`, MiB/s):
 //!
 //! - `normalise`: `Normaliser::default().normalise` alone.
-//! - `pii`, `secrets`, `links`, `injection`: one detector's `Detector::scan` over text that is
-//!   already normalised (so normalising is not counted twice); `injection` reads every view.
+//! - `pii`, `secrets`, `links`, `injection`, `tool_poisoning`: one detector's `Detector::scan`
+//!   over text that is already normalised (so normalising is not counted twice); `injection`
+//!   and `tool_poisoning` read every view, `tool_poisoning` as a document.
 //! - `injection_rules`, `injection_classifier`: the rule pack and the classifier on the
 //!   lowercased text only (one view), as the `throughput` example's breakdown measures them.
 //! - `pipeline_full` (`Pipeline::default_full`) and `pipeline_patterns`
@@ -42,7 +43,7 @@ use portcullis_detect::injection::features::lowercase_in_place_offsets;
 use portcullis_detect::{
     Context, Detector, FindingAction, HostAllowlist, InjectionDetector, LinkDetector,
     NormalisedText, Normaliser, OnOverflow, PiiDetector, Pipeline, RedactionMap, ScanInput,
-    ScanStep, SecretsDetector, StreamConfig, StreamScanner,
+    ScanStep, SecretsDetector, StreamConfig, StreamScanner, ToolPoisoningDetector,
 };
 
 /// Sizes of the generated texts, in bytes.
@@ -129,8 +130,13 @@ fn bench_normalise(c: &mut Criterion) {
     group.finish();
 }
 
-/// One detector over pre-normalised text of each size.
+/// One detector over pre-normalised text of each size, as a user prompt.
 fn bench_detector(c: &mut Criterion, name: &str, detector: &dyn Detector) {
+    bench_detector_in(c, name, detector, Context::UserPrompt);
+}
+
+/// One detector over pre-normalised text of each size, in `context`.
+fn bench_detector_in(c: &mut Criterion, name: &str, detector: &dyn Detector, context: Context) {
     let normaliser = Normaliser::default();
     let mut group = c.benchmark_group(name);
     for size in SIZES {
@@ -139,7 +145,7 @@ fn bench_detector(c: &mut Criterion, name: &str, detector: &dyn Detector) {
         let input = ScanInput {
             original: &text,
             normalised: &normalised,
-            context: Context::UserPrompt,
+            context,
         };
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function(label(size), |b| {
@@ -159,6 +165,13 @@ fn bench_detectors(c: &mut Criterion) {
     bench_detector(c, "secrets", &SecretsDetector::new());
     bench_detector(c, "links", &LinkDetector::new(HostAllowlist::default()));
     bench_detector(c, "injection", &injection);
+    // Tool definitions are scanned as documents; the detector reports nothing elsewhere.
+    bench_detector_in(
+        c,
+        "tool_poisoning",
+        &ToolPoisoningDetector::new(),
+        Context::Document,
+    );
 
     let mut group = c.benchmark_group("injection_rules");
     for size in SIZES {

@@ -15,7 +15,7 @@ pub enum Error {
         source: aho_corasick::BuildError,
     },
     /// A rule pattern does not compile (a bug in the rule pack, caught by tests).
-    #[error("compiling injection rule {rule}")]
+    #[error("compiling detector rule {rule}")]
     Rule {
         /// The rule's id.
         rule: &'static str,

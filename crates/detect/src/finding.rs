@@ -281,7 +281,7 @@ pub struct Finding {
     /// What was found.
     pub category: Category,
     /// The detector that found it (`pii`, `secrets`, `normaliser`, `output`, `injection`,
-    /// `canary`, `banned`).
+    /// `tool_poisoning`, `canary`, `banned`).
     pub detector: &'static str,
     /// The rule within the detector, e.g. `luhn_card`, `github_pat`,
     /// `override.ignore_previous` or `classifier`.

@@ -6,7 +6,7 @@
 //!
 //! Start reading at [`normalise`] (how input becomes views with offset maps), then [`finding`]
 //! (the vocabulary and the `Detector` trait), then the detectors ([`pii`], [`secrets`],
-//! [`output`], [`injection`]), [`Pipeline`] (all of them over one text, and which categories
+//! [`output`], [`injection`], [`tool_poisoning`]), [`Pipeline`] (all of them over one text, and which categories
 //! flag), [`redact`] and [`stream`] (the hold-back window for streamed output).
 
 #![warn(missing_docs)]
@@ -21,6 +21,7 @@ mod pipeline;
 pub mod redact;
 pub mod secrets;
 pub mod stream;
+pub mod tool_poisoning;
 
 pub use error::{Error, Result};
 pub use finding::{
@@ -40,3 +41,4 @@ pub use stream::{
     BlockReason, Decide, FindingAction, Finished, OnOverflow, Release, ScanStep, StreamConfig,
     StreamScanner,
 };
+pub use tool_poisoning::ToolPoisoningDetector;

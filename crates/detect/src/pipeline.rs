@@ -9,6 +9,7 @@ use crate::normalise::{Normaliser, Views};
 use crate::output::{HostAllowlist, LinkDetector};
 use crate::pii::PiiDetector;
 use crate::secrets::SecretsDetector;
+use crate::tool_poisoning::ToolPoisoningDetector;
 
 /// Normalises a text once and runs every detector over its views. Build once and share.
 pub struct Pipeline {
@@ -85,6 +86,17 @@ impl Pipeline {
             .detectors
             .push(Box::new(InjectionDetector::embedded()?));
         pipeline.views = Views::All;
+        Ok(pipeline)
+    }
+
+    /// The pipeline for tool definitions (an MCP `tools/list` result's names, descriptions and
+    /// schema texts, scanned as [`Context::Document`]): [`Pipeline::default_full`] plus the
+    /// [`ToolPoisoningDetector`]. Fails only as `default_full` does.
+    pub fn default_tool_definitions(allowlist: HostAllowlist) -> Result<Self> {
+        let mut pipeline = Self::default_full(allowlist)?;
+        pipeline
+            .detectors
+            .push(Box::new(ToolPoisoningDetector::new()));
         Ok(pipeline)
     }
 

@@ -52,7 +52,9 @@ pub static RULES: std::sync::LazyLock<Vec<Rule>> = std::sync::LazyLock::new(|| {
 pub struct Rule {
     /// Stable id, `family.name`.
     pub id: &'static str,
-    /// What a match is evidence of: [`Category::PromptInjection`] or [`Category::Jailbreak`].
+    /// What a match is evidence of: [`Category::PromptInjection`] or [`Category::Jailbreak`]
+    /// in the built-in packs, [`Category::ToolPoisoning`] in the tool-poisoning table
+    /// ([`crate::tool_poisoning`]), which reuses this engine.
     pub category: Category,
     /// Score in `user_prompt`, `system` and `assistant` context (0 = the rule does not fire
     /// there).
@@ -122,6 +124,9 @@ pub struct RuleSet {
     /// from the keywords of the rules that score in that context only: common words that
     /// matter only in data ("ai", "use", "model") then cost nothing on user prompts.
     prefilters: [Prefilter; 2],
+    /// Whether `scan` also runs the structural [`REPEATED_TOKEN`] rule (on by default; a
+    /// table of other evidence turns it off with [`RuleSet::without_structural_rule`]).
+    structural: bool,
 }
 
 /// A keyword automaton and, for each of its patterns, the bitmask of rules it makes
@@ -222,7 +227,15 @@ impl RuleSet {
             regexes,
             ends_at_text_end,
             prefilters,
+            structural: true,
         })
+    }
+
+    /// The same set without the structural [`REPEATED_TOKEN`] rule, for a rule table that is
+    /// not about injection (its hits would be another detector's business).
+    pub fn without_structural_rule(mut self) -> RuleSet {
+        self.structural = false;
+        self
     }
 
     /// The rules in this set.
@@ -303,11 +316,26 @@ impl RuleSet {
     /// All rules that match lowercased `lower`, with the score they have in `context`.
     /// Rules scoring 0 in `context` are skipped.
     pub fn scan(&self, lower: &str, context: Context) -> Vec<RuleHit> {
+        self.scan_filtered(lower, context, |_, _, _| true)
+    }
+
+    /// Like [`RuleSet::scan`], but a match counts only when `accept(rule, start, end)` says
+    /// so; a rejected match makes the rule look for its next match instead. A detector uses it
+    /// for context a regex cannot see ("never read ~/.ssh" is not an instruction to read it).
+    /// Each rejected match costs one more regex search from its end, so the work stays linear.
+    pub fn scan_filtered(
+        &self,
+        lower: &str,
+        context: Context,
+        mut accept: impl FnMut(&Rule, usize, usize) -> bool,
+    ) -> Vec<RuleHit> {
         let mut hits = Vec::new();
-        if let Some((start, end)) = repeated_token_run(lower) {
+        if self.structural
+            && let Some((start, end)) = repeated_token_run(lower)
+        {
             let rule = &REPEATED_TOKEN;
             let score = rule.score(context);
-            if score > 0.0 {
+            if score > 0.0 && accept(rule, start, end) {
                 hits.push(RuleHit {
                     rule_id: rule.id,
                     category: rule.category,
@@ -329,7 +357,27 @@ impl RuleSet {
             let (start, end) = stretch_bounds(lower, start, end, to_end);
             // `find_at` reads the bytes before `start` for `^` and `\b`, so the stretch's
             // start needs no care; only its end is cut (at whitespace).
-            let Some(m) = lower.get(..end).and_then(|h| regex.find_at(h, start)) else {
+            let Some(haystack) = lower.get(..end) else {
+                continue;
+            };
+            let mut at = start;
+            let found = loop {
+                let Some(m) = regex.find_at(haystack, at) else {
+                    break None;
+                };
+                if accept(rule, m.start(), m.end()) {
+                    break Some(m);
+                }
+                // Past the rejected match (at least one char, for an empty one).
+                at = if m.end() > m.start() {
+                    m.end()
+                } else if m.end() < haystack.len() {
+                    haystack.ceil_char_boundary(m.end() + 1)
+                } else {
+                    break None;
+                };
+            };
+            let Some(m) = found else {
                 continue;
             };
             last_rule = Some(i);
