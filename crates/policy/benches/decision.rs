@@ -11,7 +11,10 @@
 //! - `findings`: the same request with 5 findings: a flagged injection in the user prompt (which
 //!   denies), a weaker unflagged injection rule hit, a flagged e-mail address, flagged zero-width
 //!   characters in the user prompt and unflagged obfuscation in a tool result;
-//! - `response_secret`: a response stage with one flagged GitHub token.
+//! - `response_secret`: a response stage with one flagged GitHub token;
+//! - `tool_call`: an MCP `tools/call` of a listed `external_sink` tool with two argument
+//!   findings (an unflagged generic secret and a flagged e-mail address, neither of which
+//!   denies) in a session tainted by one untrusted source, which requires approval.
 //!
 //! Groups:
 //!
@@ -98,10 +101,27 @@ fn inputs() -> Vec<(&'static str, Value, Action)> {
         "score": 0.95, "flagged": true, "where": {"choice": 0, "role": "assistant", "context": "assistant"}
     }]));
     response["stage"] = json!("response");
+    let tool_call = json!({
+        "stage": "tool_call",
+        "principal": {"id": "svc-agent", "tenant": "research", "groups": ["agents"], "auth": "jwt", "claims": {}},
+        "route": "mcp",
+        "server": "mail",
+        "tool": {"server": "mail", "name": "send_email", "labels": ["external_sink"], "changed": false,
+                 "fingerprint": "sha256:9f2c41", "listed": true,
+                 "arguments": {"to": "ops@example.com", "subject": "Weekly report", "body": "..."}},
+        "findings": [
+            {"category": "secret.generic", "detector": "secrets", "rule": "generic_assignment", "score": 0.3,
+             "flagged": false, "where": {"context": "tool_arguments", "tool": "send_email", "path": "/body"}},
+            {"category": "pii.email", "detector": "pii", "rule": "email", "score": 0.9,
+             "flagged": true, "where": {"context": "tool_arguments", "tool": "send_email", "path": "/to"}}
+        ],
+        "session": {"id": "mcp-session-1", "tainted_by": ["web.fetch"], "calls": 4}
+    });
     vec![
         ("clean", request(json!([])), Action::Allow),
         ("findings", request(findings), Action::Deny),
         ("response_secret", response, Action::Deny),
+        ("tool_call", tool_call, Action::RequireApproval),
     ]
 }
 
