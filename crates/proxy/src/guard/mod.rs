@@ -49,6 +49,8 @@ const MAX_REASONS: usize = 8;
 /// The guard's share of a snapshot: detectors, the compiled policy and the failure mode.
 pub(crate) struct GuardRuntime {
     full: Pipeline,
+    /// The full pipeline plus the tool-poisoning detector, for tool definitions.
+    definitions: Pipeline,
     patterns: Arc<Pipeline>,
     policy: Policy,
     on_error: OnError,
@@ -94,6 +96,7 @@ impl GuardRuntime {
         };
         Ok(Self {
             full: Pipeline::default_full(allowlist.clone())?,
+            definitions: Pipeline::default_tool_definitions(allowlist.clone())?,
             patterns: Arc::new(Pipeline::with_pattern_detectors(allowlist)),
             policy,
             cache: cache::ScanCache::new(config.guard.scan_cache_bytes),
@@ -127,10 +130,20 @@ impl GuardRuntime {
         self.patterns.scan(text, context)
     }
 
-    /// The scan of a tool definition's text: the full pipeline as a document. Definitions are
-    /// listed again and again, so they go through the scan cache.
+    /// The scan of a tool definition's text: the full pipeline and the tool-poisoning
+    /// detector, as a document. Definitions are listed again and again, so they go through the
+    /// scan cache, in a partition of their own (another pipeline, another answer).
     pub(crate) fn scan_definition(&self, text: &str) -> Scan {
-        self.scan_input("", text, Context::Document).0
+        match &self.cache {
+            Some(cache) => {
+                cache
+                    .scan("definitions", Context::Document, text, || {
+                        self.definitions.scan(text, Context::Document)
+                    })
+                    .0
+            }
+            None => self.definitions.scan(text, Context::Document),
+        }
     }
 
     /// Evaluates the policy, applying the failure mode when it cannot decide, and records the
