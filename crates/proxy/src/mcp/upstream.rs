@@ -615,6 +615,10 @@ pub(crate) async fn read_bounded_line<R: AsyncBufRead + Unpin>(
             None => (available.len(), false),
         };
         if out.len() + take > limit + 1 {
+            // Keep the start (where a message's id is) and leave the rest for `skip_line`.
+            let room = (limit + 1).saturating_sub(out.len()).min(take);
+            out.extend_from_slice(&available[..room]);
+            reader.consume(room);
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "a message is larger than mcp.max_message_bytes",
