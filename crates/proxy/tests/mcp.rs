@@ -383,3 +383,38 @@ async fn the_default_policy_hides_poisoned_and_changed_tools_and_holds_tainted_s
         "{sent:?}"
     );
 }
+
+/// PII in results is redacted when the bundle's settings say so: the default bundle with
+/// `redact_in_tool_results: ["secret", "pii"]`.
+#[tokio::test]
+async fn pii_in_results_is_redacted_when_the_settings_ask_for_it() {
+    let bundle = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/bundle");
+    std::fs::copy(
+        source.join("portcullis.rego"),
+        bundle.path().join("portcullis.rego"),
+    )
+    .unwrap();
+    let mut data: Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("data.json")).unwrap()).unwrap();
+    data["portcullis_settings"]["redact_in_tool_results"] = json!(["secret", "pii"]);
+    std::fs::write(bundle.path().join("data.json"), data.to_string()).unwrap();
+
+    let mock = McpMock::start(McpMockOptions::default()).await.unwrap();
+    let extra = format!("policy:\n  bundle: {}\n", bundle.path().display());
+    let gateway = TestGateway::start(&config(&[("tools", &mock)], &extra)).await;
+    let http = client();
+    let mut session = Session::open(&http, gateway.url("/mcp/tools")).await;
+    let (failed, text) = session
+        .call(
+            "echo",
+            "Customer record: Jane Doe, jane.doe@example.com, account 7731.",
+        )
+        .await;
+    assert!(!failed, "{text}");
+    assert!(!text.contains("jane.doe@example.com"), "{text}");
+    assert!(
+        text.contains("[EMAIL_1]") && text.contains("account 7731"),
+        "{text}"
+    );
+}
