@@ -91,6 +91,7 @@ async def open_http(
     timeout: float = DEFAULT_TIMEOUT_S,
     terminate_on_close: bool = True,
     record: HttpRecord | None = None,
+    sampling_callback: Any = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialized `ClientSession` over Streamable HTTP to `url` (e.g. `http://127.0.0.1:P/mcp`).
 
@@ -128,7 +129,10 @@ async def open_http(
             url, http_client=http_client, terminate_on_close=terminate_on_close
         ) as (read_stream, write_stream):
             async with ClientSession(
-                read_stream, write_stream, read_timeout_seconds=timeout
+                read_stream,
+                write_stream,
+                read_timeout_seconds=timeout,
+                sampling_callback=sampling_callback,
             ) as session:
                 await session.initialize()
                 yield session

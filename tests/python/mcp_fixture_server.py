@@ -47,9 +47,9 @@ import sys
 import zlib
 from collections import Counter
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import Tool
+from mcp.types import SamplingMessage, TextContent, Tool
 
 SERVER_NAME = "portcullis-mcp-fixture"
 
@@ -162,7 +162,9 @@ class FixtureServer(MCPServer):
         ]
 
 
-def build_server(*, poisoned: bool = False, rug_pull: bool = False) -> FixtureServer:
+def build_server(
+    *, poisoned: bool = False, rug_pull: bool = False, interactive: bool = False
+) -> FixtureServer:
     server = FixtureServer(
         SERVER_NAME,
         version="1.0.0",
@@ -217,6 +219,27 @@ def build_server(*, poisoned: bool = False, rug_pull: bool = False) -> FixtureSe
         """Sends an e-mail."""
         log.info("send_email called (to=%r, %d characters)", to, len(body))
         return "sent"
+
+    if interactive:
+
+        @server.tool()
+        async def count_with_progress(steps: int, ctx: Context) -> str:
+            """Counts to `steps`, reporting progress after each step."""
+            for step in range(1, steps + 1):
+                await ctx.report_progress(step, steps, f"step {step}")
+            return f"counted to {steps}"
+
+        @server.tool()
+        async def ask_the_model(question: str, ctx: Context) -> str:
+            """Asks the client's model a question (sampling) and returns its answer."""
+            answer = await ctx.session.create_message(
+                [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+                max_tokens=64,
+                # On the call's own stream: the request belongs to this call.
+                related_request_id=ctx.request_id,
+            )
+            text = answer.content.text if isinstance(answer.content, TextContent) else ""
+            return f"the model said: {text}"
 
     if poisoned:
 
@@ -276,6 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--poisoned", action="store_true", help="add the poisoned `weather` tool")
     parser.add_argument(
+        "--interactive",
+        action="store_true",
+        help="add `count_with_progress` (progress notifications) and `ask_the_model` (sampling)",
+    )
+    parser.add_argument(
         "--rug-pull",
         action="store_true",
         help="change `add`'s description after the first tools/list",
@@ -291,7 +319,9 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    server = build_server(poisoned=args.poisoned, rug_pull=args.rug_pull)
+    server = build_server(
+        poisoned=args.poisoned, rug_pull=args.rug_pull, interactive=args.interactive
+    )
     if args.transport == "stdio":
         server.run("stdio")
     else:

@@ -1216,3 +1216,47 @@ def test_stdio_wrapper_raw_framing(binaries: Binaries, tmp_path: Path):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(RAW_TIMEOUT_S)
+
+
+async def test_progress_and_sampling_are_relayed_over_the_request_stream(
+    launcher: Launcher, tmp_path: Path
+):
+    """An upstream that sends progress notifications and asks the client's model (sampling)
+    while a call runs: the gateway relays both on the call's SSE stream, the client's sampling
+    answer (a POSTed response) goes back through the gateway to the upstream, and the guarded
+    result ends the stream."""
+    from mcp.types import CreateMessageResult, TextContent
+
+    fixture = start_fixture_http("--interactive", log_path=tmp_path / "fixture.log")
+    try:
+        gateway = launcher.gateway(config=launcher.config_file(mcp_config(fixture.url, stdio_flags=None)))
+        progress: list[tuple[float, float | None]] = []
+        questions: list[str] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, total))
+
+        async def on_sampling(context, params) -> CreateMessageResult:
+            questions.append(params.messages[0].content.text)
+            return CreateMessageResult(
+                role="assistant",
+                content=TextContent(type="text", text="forty-two"),
+                model="test-model",
+            )
+
+        with anyio.fail_after(TEST_TIMEOUT_S):
+            async with open_http(f"{gateway.url}/mcp/tools", sampling_callback=on_sampling) as session:
+                result = await session.call_tool(
+                    "count_with_progress", {"steps": 3}, progress_callback=on_progress
+                )
+                assert not result.is_error, result
+                assert content_text(result.content) == "counted to 3"
+                assert progress == [(1, 3), (2, 3), (3, 3)]
+                answer = await session.call_tool(
+                    "ask_the_model", {"question": "What is six times seven?"}
+                )
+                assert not answer.is_error, answer
+                assert content_text(answer.content) == "the model said: forty-two"
+                assert questions == ["What is six times seven?"]
+    finally:
+        fixture.stop()

@@ -66,14 +66,30 @@ impl<'a> Session<'a> {
     }
 
     async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.request_with_related(method, params).await.0
+    }
+
+    /// The answer, and the messages relayed before it when the gateway streamed (SSE).
+    async fn request_with_related(&mut self, method: &str, params: Value) -> (Value, Vec<Value>) {
         self.next += 1;
         let message =
             json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
         let reply = self.raw(message.to_string()).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        let answer = reply.json();
+        let streamed = reply.headers["content-type"] == "text/event-stream";
+        let mut messages: Vec<Value> = if streamed {
+            reply
+                .text()
+                .split("\n\n")
+                .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+                .map(|data| serde_json::from_str(data).unwrap())
+                .collect()
+        } else {
+            vec![reply.json()]
+        };
+        let answer = messages.pop().unwrap();
         assert_eq!(answer["id"], json!(self.next), "{answer}");
-        answer
+        (answer, messages)
     }
 
     async fn raw(&self, body: String) -> Reply {
@@ -158,6 +174,21 @@ async fn calls_pass_through_in_isolated_sessions_with_their_own_ids() {
             .collect();
         assert_eq!(upstream_ids.len(), 2, "sse={sse}");
         assert!(!upstream_ids.contains(&a.id) && !upstream_ids.contains(&b.id));
+        // An upstream that answers with SSE has its notifications relayed, in order, before
+        // the (guarded) response; a JSON upstream's answer is plain JSON.
+        let (answer, related) = a
+            .request_with_related(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": "relay"}}),
+            )
+            .await;
+        assert_eq!(answer["result"]["content"][0]["text"], "relay");
+        if sse {
+            assert_eq!(related.len(), 1, "{related:?}");
+            assert_eq!(related[0]["method"], "notifications/progress");
+        } else {
+            assert!(related.is_empty());
+        }
         // An unknown method is the upstream's JSON-RPC error, in the same session.
         let answer = a.request("nope/nothing", json!({})).await;
         assert_eq!(answer["error"]["code"], -32601, "{answer}");

@@ -40,6 +40,8 @@ pub(crate) struct McpContext<'a> {
     pub(crate) metrics: &'a Metrics,
     /// Decide and record but never enforce.
     pub(crate) shadow: bool,
+    /// Where messages an upstream sends before its response go (the client's SSE stream).
+    pub(crate) relay: Option<tokio::sync::mpsc::Sender<Value>>,
 }
 
 /// A finding with where it is.

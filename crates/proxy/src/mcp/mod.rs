@@ -6,8 +6,11 @@
 //! Transport rules (the spec's, as a proxy honours them):
 //!
 //! - `POST` carries one JSON-RPC message (no batches). A request is answered with
-//!   `application/json` (one response; the spec lets a server choose JSON or SSE);
-//!   notifications and responses are forwarded and answered `202 Accepted`.
+//!   `application/json` (one response), or, when the upstream answers with an SSE stream and
+//!   sends messages before its response (progress notifications, its own requests such as
+//!   sampling or elicitation), with `text/event-stream`: those messages relayed as they come,
+//!   then the guarded response, then the end of the stream. Notifications and responses from
+//!   the client (its answers to the upstream's requests) are forwarded and answered `202`.
 //! - `initialize` (without a session) opens a session: the gateway's own random
 //!   `Mcp-Session-Id`, its own upstream session (the upstream's id never reaches the client,
 //!   and the client's never reaches the upstream) or its own child process.
@@ -55,7 +58,7 @@ const BODY_DEADLINE: Duration = Duration::from_secs(30);
 /// The gateway's MCP state: sessions and tool pins, which outlive config reloads.
 pub(crate) struct McpState {
     sessions: Mutex<HashMap<String, Arc<McpSession>>>,
-    pins: Mutex<Pins>,
+    pins: Arc<Mutex<Pins>>,
     client: Option<HttpClient>,
 }
 
@@ -70,7 +73,7 @@ impl McpState {
         };
         Self {
             sessions: Mutex::new(HashMap::new()),
-            pins: Mutex::new(Pins::default()),
+            pins: Arc::new(Mutex::new(Pins::default())),
             client,
         }
     }
@@ -239,8 +242,8 @@ fn new_session_id() -> String {
 /// Serves one request on `/mcp/{server}`.
 pub(crate) async fn handle(
     state: &McpState,
-    snapshot: &Snapshot,
-    metrics: &Metrics,
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
     request: Request<Incoming>,
     server_name: &str,
 ) -> Response<ProxyBody> {
@@ -252,8 +255,8 @@ pub(crate) async fn handle(
 
 async fn serve(
     state: &McpState,
-    snapshot: &Snapshot,
-    metrics: &Metrics,
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
     request: Request<Incoming>,
     server_name: &str,
 ) -> Result<Response<ProxyBody>, McpReject> {
@@ -302,22 +305,14 @@ async fn serve(
     let id = session_id.ok_or(McpReject::MissingSession)?;
     let session = find_session(state, &id, &server.name, settings.session_idle_timeout)
         .ok_or(McpReject::UnknownSession)?;
-    let _busy = session.begin();
     let timeout = settings.request_timeout;
     match message {
         Message::Request { id, method, raw } => {
             metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
-            let cx = McpContext {
-                runtime: snapshot.guard(),
-                server: &session.server,
-                pins: &state.pins,
-                metrics,
-                shadow: false,
-            };
-            let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
-            Ok(json_response(StatusCode::OK, &answer))
+            Ok(answer_request(state, snapshot, metrics, session, id, method, raw, timeout).await)
         }
         other => {
+            let _busy = session.begin();
             session
                 .upstream
                 .send(&other.into_value(), timeout)
@@ -326,6 +321,79 @@ async fn serve(
             Ok(accepted())
         }
     }
+}
+
+/// Messages relayed from an upstream's SSE answer before the response: beyond this many
+/// waiting to be sent, the upstream is slowed down (back-pressure), never buffered further.
+const RELAY_QUEUE: usize = 64;
+
+/// Answers one request. The request runs in its own task; if the upstream sends messages
+/// before its response (progress notifications, its own requests such as sampling), the
+/// client gets an SSE stream of them as they come, ending with the guarded response;
+/// otherwise one JSON response.
+#[allow(clippy::too_many_arguments)]
+async fn answer_request(
+    state: &McpState,
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
+    session: Arc<McpSession>,
+    id: Value,
+    method: String,
+    raw: Map<String, Value>,
+    timeout: Duration,
+) -> Response<ProxyBody> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(RELAY_QUEUE);
+    let (snapshot, metrics, pins) = (snapshot.clone(), metrics.clone(), state.pins.clone());
+    tokio::spawn(async move {
+        let _busy = session.begin();
+        let cx = McpContext {
+            runtime: snapshot.guard(),
+            server: &session.server,
+            pins: &pins,
+            metrics: &metrics,
+            shadow: false,
+            relay: Some(tx.clone()),
+        };
+        let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
+        // The client may be gone; the call still ran to its end, as the spec asks.
+        let _ = tx.send(answer).await;
+    });
+    let Some(first) = rx.recv().await else {
+        return McpReject::Upstream("the request task ended without an answer".into())
+            .into_response();
+    };
+    if is_response(&first) {
+        return json_response(StatusCode::OK, &first);
+    }
+    let events = futures_util::stream::unfold(Some((Some(first), rx)), |state| async move {
+        let (pending, mut rx) = state?;
+        let message = match pending {
+            Some(message) => message,
+            None => rx.recv().await?,
+        };
+        let last = is_response(&message);
+        let frame = Ok::<_, crate::body::BodyError>(http_body::Frame::data(Bytes::from(format!(
+            "event: message\ndata: {message}\n\n"
+        ))));
+        Some((frame, (!last).then_some((None, rx))))
+    });
+    let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(
+        http_body_util::StreamBody::new(events),
+    ));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Whether a message is a JSON-RPC response (the end of a request's stream).
+fn is_response(message: &Value) -> bool {
+    message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
 }
 
 fn check_headers(headers: &http::HeaderMap) -> Result<(), McpReject> {
@@ -358,8 +426,8 @@ fn check_headers(headers: &http::HeaderMap) -> Result<(), McpReject> {
 
 async fn initialize(
     state: &McpState,
-    snapshot: &Snapshot,
-    metrics: &Metrics,
+    snapshot: &Arc<Snapshot>,
+    metrics: &Arc<Metrics>,
     server: &McpServer,
     message: Message,
 ) -> Result<Response<ProxyBody>, McpReject> {
@@ -391,6 +459,7 @@ async fn initialize(
         pins: &state.pins,
         metrics,
         shadow: false,
+        relay: None,
     };
     metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
     let answer = {
@@ -506,16 +575,16 @@ pub(crate) async fn respond(
             if let Ok(mut state) = session.state.lock() {
                 state.record_call();
             }
-            let answer = forward(session, id, raw, timeout).await;
+            let answer = forward(session, id, raw, timeout, cx.relay.as_ref()).await;
             inspect_answer(cx, session, id, method, &params, answer)
         }
         "resources/read" | "prompts/get" => {
             let params = raw.get("params").cloned().unwrap_or(Value::Null);
-            let answer = forward(session, id, raw, timeout).await;
+            let answer = forward(session, id, raw, timeout, cx.relay.as_ref()).await;
             inspect_answer(cx, session, id, method, &params, answer)
         }
         "tools/list" => {
-            let mut answer = forward(session, id, raw, timeout).await;
+            let mut answer = forward(session, id, raw, timeout, cx.relay.as_ref()).await;
             if let Some(result) = answer.get_mut("result") {
                 let removed = cx.inspect_tools_list(&session.id, &session.state, result);
                 if !removed.is_empty() {
@@ -525,7 +594,7 @@ pub(crate) async fn respond(
             answer
         }
         "initialize" => {
-            let answer = forward(session, id, raw, timeout).await;
+            let answer = forward(session, id, raw, timeout, cx.relay.as_ref()).await;
             if let Some(version) = answer
                 .pointer("/result/protocolVersion")
                 .and_then(Value::as_str)
@@ -534,7 +603,7 @@ pub(crate) async fn respond(
             }
             answer
         }
-        _ => forward(session, id, raw, timeout).await,
+        _ => forward(session, id, raw, timeout, cx.relay.as_ref()).await,
     }
 }
 
@@ -547,7 +616,7 @@ async fn list_for_guard(cx: &McpContext<'_>, session: &McpSession, timeout: Dura
     raw.insert("id".into(), id.clone());
     raw.insert("method".into(), Value::from("tools/list"));
     raw.insert("params".into(), Value::Object(Map::new()));
-    let mut answer = forward(session, &id, raw, timeout).await;
+    let mut answer = forward(session, &id, raw, timeout, None).await;
     if let Some(result) = answer.get_mut("result") {
         cx.inspect_tools_list(&session.id, &session.state, result);
     }
@@ -558,9 +627,10 @@ async fn forward(
     id: &Value,
     raw: Map<String, Value>,
     timeout: Duration,
+    relay: Option<&tokio::sync::mpsc::Sender<Value>>,
 ) -> Value {
     let message = Value::Object(raw);
-    match session.upstream.request(&message, id, timeout).await {
+    match session.upstream.request(&message, id, timeout, relay).await {
         Ok(answer) => answer,
         Err(error) => {
             tracing::warn!(server = %session.server.name, error = %error, "mcp upstream request failed");

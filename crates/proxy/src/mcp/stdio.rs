@@ -137,6 +137,7 @@ pub async fn run_mcp_stdio(
                         pins: &pins,
                         metrics: &metrics,
                         shadow: false,
+                        relay: None,
                     };
                     let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
                     let _ = to_client.send(answer).await;

@@ -5,10 +5,10 @@
 //! its own child process. Request ids are the client's, unchanged: within one session they are
 //! unique by the client's contract, and no other session shares the upstream.
 //!
-//! Messages the upstream starts (requests such as sampling, notifications such as progress)
-//! are handed to the session's `server_messages` channel when it has one (`portcullis mcp
-//! stdio`, which forwards them to the client); over HTTP the gateway answers with JSON only,
-//! so an upstream request gets a `-32601` answer and notifications are dropped.
+//! Messages the upstream starts (requests such as sampling, notifications such as progress):
+//! over HTTP, those on a request's SSE answer go to that request's relay (the client's SSE
+//! stream); a stdio child's go to the session's `server_messages` channel when it has one
+//! (`portcullis mcp stdio`, which forwards them to the client), and are dropped otherwise.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -132,15 +132,18 @@ impl Upstream {
     }
 
     /// Sends a request and waits (at most `timeout`) for its response.
+    /// Messages the upstream sends on the request's SSE stream before the response
+    /// (notifications, its own requests) go to `relay` when there is one, else are dropped.
     pub(crate) async fn request(
         &self,
         message: &Value,
         id: &Value,
         timeout: Duration,
+        relay: Option<&mpsc::Sender<Value>>,
     ) -> Result<Value, UpstreamError> {
         let exchange = async {
             match self {
-                Self::Http(http) => http.request(message, id).await,
+                Self::Http(http) => http.request(message, id, relay).await,
                 Self::Stdio(stdio) => stdio.request(message, id).await,
             }
         };
@@ -270,7 +273,12 @@ impl HttpUpstream {
         Err(UpstreamError::Unavailable(format!("status {status}")))
     }
 
-    async fn request(&self, message: &Value, id: &Value) -> Result<Value, UpstreamError> {
+    async fn request(
+        &self,
+        message: &Value,
+        id: &Value,
+        relay: Option<&mpsc::Sender<Value>>,
+    ) -> Result<Value, UpstreamError> {
         match self.post(message).await? {
             Posted::Accepted => Err(UpstreamError::Invalid("202 for a request".into())),
             Posted::Json(bytes) => match Message::parse(&bytes) {
@@ -278,16 +286,17 @@ impl HttpUpstream {
                 Ok(_) => Err(UpstreamError::Invalid("not a response".into())),
                 Err(e) => Err(UpstreamError::Invalid(e.to_string())),
             },
-            Posted::Sse(body) => self.response_in_stream(body, id).await,
+            Posted::Sse(body) => self.response_in_stream(body, id, relay).await,
         }
     }
 
-    /// Reads SSE events until the response to `id` arrives; other messages are dropped (see
-    /// the module docs).
+    /// Reads SSE events until the response to `id` arrives; other messages go to `relay`,
+    /// in order, or are dropped without one.
     async fn response_in_stream(
         &self,
         mut body: hyper::body::Incoming,
         id: &Value,
+        relay: Option<&mpsc::Sender<Value>>,
     ) -> Result<Value, UpstreamError> {
         let mut framer = portcullis_openai::SseFramer::new(self.max_message_bytes);
         // Notifications may come before the response: the stream as a whole is bounded too.
@@ -298,8 +307,10 @@ impl HttpUpstream {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
+            // Relayed messages are passed on, not kept: only a stream read for nothing (no
+            // relay) is bounded as a whole.
             read += data.len();
-            if read > stream_limit {
+            if relay.is_none() && read > stream_limit {
                 return Err(UpstreamError::Invalid(format!(
                     "the answer stream exceeds {stream_limit} bytes"
                 )));
@@ -323,7 +334,13 @@ impl HttpUpstream {
                     Ok(Message::Response { id: got, raw }) if &got == id => {
                         return Ok(Value::Object(raw));
                     }
-                    Ok(_) => {}
+                    Ok(other) => {
+                        if let Some(relay) = relay {
+                            // A client that went away does not cancel the call (the spec says
+                            // so); its messages are then dropped.
+                            let _ = relay.send(other.into_value()).await;
+                        }
+                    }
                     Err(e) => return Err(UpstreamError::Invalid(e.to_string())),
                 }
             }
