@@ -9,7 +9,9 @@ use crate::ConfigError;
 use crate::raw::{RawDenyWith, RawGuard, RawOnError, RawOverflow, RawPolicy, RawRouteGuard};
 
 /// The guarded routes, by the names `guard.routes` is keyed with (the routes' metric labels).
-pub const GUARD_ROUTES: [&str; 3] = ["chat_completions", "completions", "embeddings"];
+/// `mcp` covers every `/mcp/{server}` route (`enabled` and `shadow` apply there; the others
+/// are for the OpenAI routes).
+pub const GUARD_ROUTES: [&str; 4] = ["chat_completions", "completions", "embeddings", "mcp"];
 
 /// Default `guard.scan_cache_bytes`: 8 MiB.
 const DEFAULT_SCAN_CACHE_BYTES: u64 = 8 * 1024 * 1024;
@@ -75,7 +77,7 @@ pub struct Guard {
     /// Memory for remembered scans of repeated texts; 0 = no cache.
     pub scan_cache_bytes: u64,
     /// Per route, in [`GUARD_ROUTES`] order.
-    routes: [RouteGuard; 3],
+    routes: [RouteGuard; 4],
 }
 
 impl Guard {
@@ -111,7 +113,7 @@ pub(crate) fn validate(
         expose_reasons: guard.expose_reasons.unwrap_or(true),
         canary: guard.canary.unwrap_or(false),
     };
-    let mut routes = [base; 3];
+    let mut routes = [base; 4];
     for (name, raw) in &guard.routes {
         match GUARD_ROUTES.iter().position(|r| r == name) {
             Some(index) => routes[index] = overridden(base, raw),

@@ -449,3 +449,42 @@ async fn pii_in_results_is_redacted_when_the_settings_ask_for_it() {
         "{text}"
     );
 }
+
+/// `guard.routes.mcp.shadow` decides and records without enforcing; `enabled: false` only
+/// forwards.
+#[tokio::test]
+async fn shadow_mode_records_and_a_disabled_guard_only_forwards() {
+    for (settings, decided) in [("shadow: true", true), ("enabled: false", false)] {
+        let mock = McpMock::start(McpMockOptions {
+            poisoned: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let extra = format!("guard:\n  routes:\n    mcp: {{{settings}}}\n");
+        let gateway = TestGateway::start(&config(&[("tools", &mock)], &extra)).await;
+        let http = client();
+        let mut session = Session::open(&http, gateway.url("/mcp/tools")).await;
+        let names = session.tool_names().await;
+        assert!(
+            names.contains(&"weather".to_string()),
+            "{settings}: {names:?}"
+        );
+        let (failed, config) = session.call("get_config", "").await;
+        assert!(
+            !failed && config.contains(MOCK_AWS_KEY),
+            "{settings}: {config}"
+        );
+        let metrics = gateway.gateway.metrics().encode();
+        assert_eq!(
+            metrics.contains("route=\"mcp\",stage=\"tools_list\",action=\"deny\",mode=\"shadow\""),
+            decided,
+            "{settings}: {metrics}"
+        );
+        assert_eq!(
+            metrics.contains("stage=\"tool_result\""),
+            decided,
+            "{settings}"
+        );
+    }
+}

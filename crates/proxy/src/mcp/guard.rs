@@ -38,8 +38,10 @@ pub(crate) struct McpContext<'a> {
     pub(crate) server: &'a McpServer,
     pub(crate) pins: &'a Mutex<Pins>,
     pub(crate) metrics: &'a Metrics,
-    /// Decide and record but never enforce.
+    /// Decide and record but never enforce (`guard.routes.mcp.shadow`).
     pub(crate) shadow: bool,
+    /// Inspect and decide at all (`guard.routes.mcp.enabled`); off, messages only pass.
+    pub(crate) enabled: bool,
     /// Where messages an upstream sends before its response go (the client's SSE stream).
     pub(crate) relay: Option<tokio::sync::mpsc::Sender<Value>>,
 }

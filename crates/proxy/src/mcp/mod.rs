@@ -351,7 +351,8 @@ async fn answer_request(
             server: &session.server,
             pins: &pins,
             metrics: &metrics,
-            shadow: false,
+            shadow: snapshot.config().guard.route("mcp").shadow,
+            enabled: snapshot.config().guard.route("mcp").enabled,
             relay: Some(tx.clone()),
         };
         let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
@@ -458,7 +459,8 @@ async fn initialize(
         server,
         pins: &state.pins,
         metrics,
-        shadow: false,
+        shadow: snapshot.config().guard.route("mcp").shadow,
+        enabled: snapshot.config().guard.route("mcp").enabled,
         relay: None,
     };
     metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
@@ -539,6 +541,9 @@ pub(crate) async fn respond(
     mut raw: Map<String, Value>,
     timeout: Duration,
 ) -> Value {
+    if !cx.enabled {
+        return forward(session, id, raw, timeout, cx.relay.as_ref()).await;
+    }
     match method {
         "tools/call" => {
             let mut params = raw.get("params").cloned().unwrap_or(Value::Null);

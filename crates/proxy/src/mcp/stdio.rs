@@ -82,6 +82,7 @@ pub async fn run_mcp_stdio(
         }
     });
     let runtime = Arc::new(runtime);
+    let route = config.guard.route("mcp");
     let pins = Arc::new(std::sync::Mutex::new(portcullis_mcp::Pins::default()));
     let mut tasks = JoinSet::new();
     let mut stdin = BufReader::new(tokio::io::stdin());
@@ -136,7 +137,8 @@ pub async fn run_mcp_stdio(
                         server: &session.server,
                         pins: &pins,
                         metrics: &metrics,
-                        shadow: false,
+                        shadow: route.shadow,
+                        enabled: route.enabled,
                         relay: None,
                     };
                     let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
