@@ -20,6 +20,7 @@ mod reject;
 mod server;
 mod snapshot;
 mod sse;
+mod token;
 mod upstream;
 
 pub use guard::{BundleError, GuardError, MAX_FILE_BYTES, read_bundle_dir};

@@ -1,7 +1,6 @@
 //! Talking to upstreams: building the outgoing request (headers filtered, credentials
 //! injected), sending it with the first-byte timeout, and classifying failures.
 
-use std::error::Error as _;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -210,7 +209,7 @@ fn has_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// `error: cause: cause`, for logs (no request content is ever part of these errors).
-pub(crate) fn error_chain(error: &ClientError) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -217,26 +217,9 @@ fn accepted() -> Response<ProxyBody> {
     response
 }
 
-/// A fresh session id: 128 random bits (the process's randomly keyed hasher, a clock and a
-/// counter), hex.
+/// A fresh session id: 128 random bits in hex.
 fn new_session_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut parts = [0u64; 2];
-    for (i, part) in parts.iter_mut().enumerate() {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(n);
-        hasher.write_u128(nanos);
-        hasher.write_usize(i);
-        *part = hasher.finish();
-    }
-    format!("{:016x}{:016x}", parts[0], parts[1])
+    crate::token::random_hex128()
 }
 
 /// Serves one request on `/mcp/{server}`.

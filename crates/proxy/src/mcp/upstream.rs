@@ -235,7 +235,7 @@ impl HttpUpstream {
             .client
             .request(request)
             .await
-            .map_err(|e| UpstreamError::Unavailable(chain(&e)))?;
+            .map_err(|e| UpstreamError::Unavailable(crate::upstream::error_chain(&e)))?;
         if let Some(session) = response.headers().get(SESSION_HEADER)
             && let Ok(mut slot) = self.session.lock()
             && slot.is_none()
@@ -360,18 +360,6 @@ impl HttpUpstream {
                 tokio::time::timeout(Duration::from_secs(5), self.client.request(request)).await;
         }
     }
-}
-
-/// An error and its sources, `: `-joined (hyper's errors say little at the top level).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Value>>>>>;
