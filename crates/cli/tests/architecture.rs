@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "portcullis-detect",
     "portcullis-policy",
     "portcullis-mcp",
+    "portcullis-audit",
 ];
 const FORBIDDEN_IN_PURE: &[&str] = &[
     "tokio",
