@@ -4,6 +4,7 @@
 //! `portcullis-proxy`, the detectors `portcullis-detect`, the Rego engine `portcullis-policy`.
 //! `scan`, `eval`, `train` and `policy` are synchronous and start no async runtime.
 
+mod audit;
 mod data;
 mod demo;
 mod eval;
@@ -57,6 +58,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// MCP helpers: `mcp stdio -- CMD ARGS...` guards a local stdio MCP server.
     Mcp(mcp::McpArgs),
+    /// Audit logs: `audit verify` checks hash chains and checkpoint signatures.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Train(args) => offline_exit(train::run(args)),
         Command::Policy(args) => policy::run(args),
         Command::Mcp(args) => run_async(mcp::run(args)),
+        Command::Audit(args) => audit::run(args),
     }
 }
 
