@@ -5,8 +5,9 @@
 //! guard's cost on a long conversation. The detectors are deterministic functions of (text,
 //! context), so a scan can be remembered and reused.
 //!
-//! - **Exact match.** The key is a hash, but a hit also compares the stored text byte for
-//!   byte, so a hash collision (found by chance or crafted) is a miss, never a wrong scan.
+//! - **Exact match.** The key is a hash of (partition, how the text is scanned — pipeline and
+//!   context —, text), and a hit also compares all three, so a hash collision (found by chance
+//!   or crafted) is a miss, never a wrong scan.
 //! - **Per partition.** Entries are kept per partition (the tenant, once authentication
 //!   lands: TODO(#7)), so that a hit — which answers measurably faster — cannot tell one
 //!   tenant that another sent the same text.
@@ -25,7 +26,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use portcullis_detect::{Context, Scan};
+use portcullis_detect::Scan;
+
+use super::Scanning;
 pub(crate) use portcullis_telemetry::ScanCacheResult as Lookup;
 
 /// Texts shorter than this are not remembered. Raising it saves memory and lookups for short
@@ -39,7 +42,7 @@ const SHARDS: usize = 16;
 
 struct Entry {
     partition: Box<str>,
-    context: Context,
+    scanning: Scanning,
     text: Box<str>,
     scan: Scan,
 }
@@ -52,8 +55,8 @@ impl Entry {
             + ENTRY_OVERHEAD_BYTES
     }
 
-    fn matches(&self, partition: &str, context: Context, text: &str) -> bool {
-        self.context == context && *self.partition == *partition && *self.text == *text
+    fn matches(&self, partition: &str, scanning: Scanning, text: &str) -> bool {
+        self.scanning == scanning && *self.partition == *partition && *self.text == *text
     }
 }
 
@@ -104,20 +107,20 @@ impl ScanCache {
         })
     }
 
-    fn key(&self, partition: &str, context: Context, text: &str) -> u64 {
+    fn key(&self, partition: &str, scanning: Scanning, text: &str) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         partition.hash(&mut hasher);
-        context.as_str().hash(&mut hasher);
+        scanning.hash(&mut hasher);
         text.hash(&mut hasher);
         hasher.finish()
     }
 
-    /// The scan of `text` in `context` for `partition`: remembered, or computed by `scan`
-    /// and remembered.
+    /// The scan of `text` as `scanning` says, for `partition`: remembered, or computed by
+    /// `scan` and remembered.
     pub(crate) fn scan(
         &self,
         partition: &str,
-        context: Context,
+        scanning: Scanning,
         text: &str,
         scan: impl FnOnce() -> Scan,
     ) -> (Scan, Lookup) {
@@ -125,16 +128,16 @@ impl ScanCache {
         if text.len() < MIN_TEXT_BYTES || cost_floor > self.generation_bytes {
             return (scan(), Lookup::Bypass);
         }
-        let key = self.key(partition, context, text);
+        let key = self.key(partition, scanning, text);
         // Truncation is fine: the low bits of a 64-bit hash pick the shard.
         let shard = &self.shards[(key as usize) % SHARDS];
-        if let Some(found) = self.find(shard, key, partition, context, text) {
+        if let Some(found) = self.find(shard, key, partition, scanning, text) {
             return (found.scan.clone(), Lookup::Hit);
         }
         let result = scan();
         let entry = Arc::new(Entry {
             partition: partition.into(),
-            context,
+            scanning,
             text: text.into(),
             scan: result.clone(),
         });
@@ -149,7 +152,7 @@ impl ScanCache {
         shard: &Mutex<Shard>,
         key: u64,
         partition: &str,
-        context: Context,
+        scanning: Scanning,
         text: &str,
     ) -> Option<Arc<Entry>> {
         // A poisoned lock only means another thread panicked mid-insert; scanning afresh is
@@ -157,11 +160,11 @@ impl ScanCache {
         let mut shard = shard.lock().ok()?;
         if let Some(entry) = shard.current.get(&key) {
             return entry
-                .matches(partition, context, text)
+                .matches(partition, scanning, text)
                 .then(|| entry.clone());
         }
         let entry = shard.previous.remove(&key)?;
-        if !entry.matches(partition, context, text) {
+        if !entry.matches(partition, scanning, text) {
             return None;
         }
         // Move it forward so that it survives the next generation change.
@@ -173,7 +176,7 @@ impl ScanCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_detect::{Category, Finding};
+    use portcullis_detect::{Category, Context, Finding};
 
     fn scan_of(n: usize) -> Scan {
         Scan {
@@ -201,12 +204,12 @@ mod tests {
         let cache = ScanCache::new(1 << 20).unwrap();
         let t = text(1);
         let mut runs = 0;
-        let (first, how) = cache.scan("", Context::UserPrompt, &t, || {
+        let (first, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), &t, || {
             runs += 1;
             scan_of(3)
         });
         assert_eq!(how, Lookup::Miss);
-        let (second, how) = cache.scan("", Context::UserPrompt, &t, || {
+        let (second, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), &t, || {
             runs += 1;
             scan_of(99)
         });
@@ -217,18 +220,26 @@ mod tests {
     }
 
     #[test]
-    fn context_partition_and_text_each_separate_entries() {
+    fn scanning_partition_and_text_each_separate_entries() {
         let cache = ScanCache::new(1 << 20).unwrap();
         let t = text(2);
-        let _ = cache.scan("", Context::UserPrompt, &t, || scan_of(1));
-        let (_, how) = cache.scan("", Context::ToolOutput, &t, || scan_of(2));
+        let _ = cache.scan("", Scanning::Whole(Context::UserPrompt), &t, || scan_of(1));
+        let (_, how) = cache.scan("", Scanning::Whole(Context::ToolOutput), &t, || scan_of(2));
         assert_eq!(how, Lookup::Miss, "another context");
-        let (_, how) = cache.scan("tenant-b", Context::UserPrompt, &t, || scan_of(3));
+        let (_, how) = cache.scan("", Scanning::Definition, &t, || scan_of(6));
+        assert_eq!(how, Lookup::Miss, "another pipeline");
+        let (_, how) = cache.scan("tenant-b", Scanning::Whole(Context::UserPrompt), &t, || {
+            scan_of(3)
+        });
         assert_eq!(how, Lookup::Miss, "another partition");
         let other = format!("{t}.");
-        let (_, how) = cache.scan("", Context::UserPrompt, &other, || scan_of(4));
+        let (_, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), &other, || {
+            scan_of(4)
+        });
         assert_eq!(how, Lookup::Miss, "another text");
-        let (again, how) = cache.scan("tenant-b", Context::UserPrompt, &t, || scan_of(5));
+        let (again, how) = cache.scan("tenant-b", Scanning::Whole(Context::UserPrompt), &t, || {
+            scan_of(5)
+        });
         assert_eq!(how, Lookup::Hit);
         assert_eq!(again.findings[0].end, 3);
     }
@@ -237,12 +248,12 @@ mod tests {
     fn a_colliding_key_is_a_miss_not_a_wrong_answer() {
         let cache = ScanCache::new(1 << 20).unwrap();
         let (a, b) = (text(3), text(4));
-        let key = cache.key("", Context::UserPrompt, &a);
+        let key = cache.key("", Scanning::Whole(Context::UserPrompt), &a);
         // Plant `a`'s entry under the key `b` would have, as a collision would.
-        let b_key = cache.key("", Context::UserPrompt, &b);
+        let b_key = cache.key("", Scanning::Whole(Context::UserPrompt), &b);
         let entry = Arc::new(Entry {
             partition: "".into(),
-            context: Context::UserPrompt,
+            scanning: Scanning::Whole(Context::UserPrompt),
             text: a.clone().into(),
             scan: scan_of(7),
         });
@@ -251,7 +262,7 @@ mod tests {
             .lock()
             .unwrap()
             .insert(b_key, entry, cache.generation_bytes);
-        let (got, how) = cache.scan("", Context::UserPrompt, &b, || scan_of(8));
+        let (got, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), &b, || scan_of(8));
         assert_eq!(how, Lookup::Miss);
         assert_eq!(got.findings[0].end, 8);
         assert_ne!(key, b_key);
@@ -261,9 +272,13 @@ mod tests {
     fn short_texts_and_a_zero_budget_bypass() {
         assert!(ScanCache::new(0).is_none());
         let cache = ScanCache::new(1 << 20).unwrap();
-        let (_, how) = cache.scan("", Context::UserPrompt, "hello", || scan_of(1));
+        let (_, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), "hello", || {
+            scan_of(1)
+        });
         assert_eq!(how, Lookup::Bypass);
-        let (_, how) = cache.scan("", Context::UserPrompt, "hello", || scan_of(1));
+        let (_, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), "hello", || {
+            scan_of(1)
+        });
         assert_eq!(how, Lookup::Bypass);
     }
 
@@ -272,7 +287,9 @@ mod tests {
         let budget = 64 * 1024;
         let cache = ScanCache::new(budget).unwrap();
         for i in 0..10_000 {
-            let _ = cache.scan("", Context::UserPrompt, &text(i), || scan_of(1));
+            let _ = cache.scan("", Scanning::Whole(Context::UserPrompt), &text(i), || {
+                scan_of(1)
+            });
         }
         let held: usize = cache
             .shards
@@ -289,9 +306,16 @@ mod tests {
         assert!(held > 0);
         assert!(held <= budget as usize, "{held} > {budget}");
         // Recent entries survive; the oldest are gone.
-        let (_, how) = cache.scan("", Context::UserPrompt, &text(9_999), || scan_of(1));
+        let (_, how) = cache.scan(
+            "",
+            Scanning::Whole(Context::UserPrompt),
+            &text(9_999),
+            || scan_of(1),
+        );
         assert_eq!(how, Lookup::Hit);
-        let (_, how) = cache.scan("", Context::UserPrompt, &text(0), || scan_of(1));
+        let (_, how) = cache.scan("", Scanning::Whole(Context::UserPrompt), &text(0), || {
+            scan_of(1)
+        });
         assert_eq!(how, Lookup::Miss);
     }
 }

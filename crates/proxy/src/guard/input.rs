@@ -2,6 +2,7 @@
 //! every finding with where it was found.
 
 use portcullis_detect::{Context, Finding};
+use portcullis_mcp::texts::Texts;
 use portcullis_openai::texts::{Location, Text};
 use serde_json::{Map, Value, json};
 
@@ -32,6 +33,16 @@ impl Located {
             flagged,
             text_index,
             place: place_of(text, context),
+        }
+    }
+
+    /// A finding at `place` (a `where` object), for the text `text_index` of its list.
+    pub(crate) fn at(finding: Finding, flagged: bool, text_index: usize, place: Value) -> Self {
+        Self {
+            finding,
+            flagged,
+            text_index,
+            place,
         }
     }
 
@@ -81,6 +92,49 @@ fn place_of(text: &Text, context: Context) -> Value {
     }
 }
 
+/// Scans the texts of a tool definition, its arguments or its result (`texts`, each at a JSON
+/// pointer) as `scanning` says; each finding's `where` is `{"context": context, "path":
+/// pointer}` plus `"tool"` when given, and its `text_index` is the text's index in `texts`.
+pub(crate) fn scan_texts(
+    runtime: &super::GuardRuntime,
+    texts: &Texts,
+    scanning: super::Scanning,
+    context: &str,
+    tool: Option<&str>,
+) -> Vec<Located> {
+    let mut located = Vec::new();
+    for (i, text) in texts.texts.iter().enumerate() {
+        let scan = runtime.scan_as(scanning, &text.text);
+        for finding in scan.findings {
+            let flagged = scan.flagged.contains(&finding.category);
+            let mut place = json!({"context": context, "path": text.pointer});
+            if let (Some(tool), Some(object)) = (tool, place.as_object_mut()) {
+                object.insert("tool".into(), Value::from(tool));
+            }
+            located.push(Located::at(finding, flagged, i, place));
+        }
+    }
+    located
+}
+
+/// The findings of text `text_index` whose category the decision redacts.
+pub(crate) fn redacted_findings(
+    located: &[Located],
+    decision: &portcullis_policy::Decision,
+    text_index: usize,
+) -> Vec<Finding> {
+    located
+        .iter()
+        .filter(|l| l.text_index == text_index && decision.redacts(l.finding.category.as_str()))
+        .map(|l| l.finding.clone())
+        .collect()
+}
+
+/// The `principal` of every decision until authentication lands (issue 7).
+pub(crate) fn anonymous_principal() -> Value {
+    json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}})
+}
+
 /// The flagged categories among `located`, sorted, without repeats (metric labels).
 pub(crate) fn flagged_categories(located: &[Located]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = located
@@ -93,7 +147,9 @@ pub(crate) fn flagged_categories(located: &[Located]) -> Vec<&'static str> {
     out
 }
 
-fn findings_json(located: &[Located]) -> Value {
+/// The `findings` of a policy input: the highest-scoring flagged ones first when there are more
+/// than fit.
+pub(crate) fn findings_json(located: &[Located]) -> Value {
     let mut order: Vec<&Located> = located.iter().collect();
     if order.len() > MAX_FINDINGS {
         order.sort_by(|a, b| {
@@ -126,11 +182,7 @@ impl Base<'_> {
     fn common(&self, stage: &str) -> Map<String, Value> {
         let mut input = Map::new();
         input.insert("stage".into(), Value::from(stage));
-        // Authentication arrives with a later issue; until then every caller is anonymous.
-        input.insert(
-            "principal".into(),
-            json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}}),
-        );
+        input.insert("principal".into(), anonymous_principal());
         input.insert("route".into(), Value::from(self.route));
         input.insert("model".into(), Value::from(self.model));
         input.insert(

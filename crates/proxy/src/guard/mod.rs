@@ -39,7 +39,10 @@ use crate::reject::Reject;
 use crate::snapshot::Snapshot;
 
 pub use bundle::{BundleError, MAX_FILE_BYTES, read_bundle_dir};
-pub(crate) use input::{Base, Located};
+pub(crate) use input::{
+    Base, Located, anonymous_principal, findings_json, flagged_categories, redacted_findings,
+    scan_texts,
+};
 
 /// Longest policy reason or code kept; longer ones are cut.
 const MAX_REASON_CHARS: usize = 300;
@@ -112,37 +115,25 @@ impl GuardRuntime {
         })
     }
 
-    /// The full pipeline's scan of one request text, from the scan cache when it holds it.
-    fn scan_input(&self, partition: &str, text: &str, context: Context) -> (Scan, cache::Lookup) {
-        match &self.cache {
-            Some(cache) => cache.scan(partition, context, text, || self.full.scan(text, context)),
-            None => (self.full.scan(text, context), cache::Lookup::Bypass),
-        }
+    /// The scan of `text` as `scanning` says; whole texts and definitions through the scan
+    /// cache. Every caller is anonymous until authentication lands; then the partition is the
+    /// tenant, so that cache hits say nothing across tenants: TODO(#7).
+    pub(crate) fn scan_as(&self, scanning: Scanning, text: &str) -> Scan {
+        self.scan_counted(scanning, text).0
     }
 
-    /// The full pipeline's scan of a whole text (a tool result), through the scan cache.
-    pub(crate) fn scan_whole(&self, text: &str, context: Context) -> Scan {
-        self.scan_input("", text, context).0
-    }
-
-    /// The pattern detectors' scan (secrets, PII, links) of a text the model wrote.
-    pub(crate) fn scan_patterns(&self, text: &str, context: Context) -> Scan {
-        self.patterns.scan(text, context)
-    }
-
-    /// The scan of a tool definition's text: the full pipeline and the tool-poisoning
-    /// detector, as a document. Definitions are listed again and again, so they go through the
-    /// scan cache, in a partition of their own (another pipeline, another answer).
-    pub(crate) fn scan_definition(&self, text: &str) -> Scan {
-        match &self.cache {
-            Some(cache) => {
-                cache
-                    .scan("definitions", Context::Document, text, || {
-                        self.definitions.scan(text, Context::Document)
-                    })
-                    .0
+    /// Like [`GuardRuntime::scan_as`], also saying how the cache answered.
+    fn scan_counted(&self, scanning: Scanning, text: &str) -> (Scan, cache::Lookup) {
+        let run = || match scanning {
+            Scanning::Whole(context) => self.full.scan(text, context),
+            Scanning::Definition => self.definitions.scan(text, Context::Document),
+            Scanning::Patterns(context) => self.patterns.scan(text, context),
+        };
+        match (&self.cache, scanning) {
+            (Some(cache), Scanning::Whole(_) | Scanning::Definition) => {
+                cache.scan("", scanning, text, run)
             }
-            None => self.definitions.scan(text, Context::Document),
+            _ => (run(), cache::Lookup::Bypass),
         }
     }
 
@@ -190,6 +181,17 @@ impl GuardRuntime {
             policy_failed: policy_error,
         }
     }
+}
+
+/// How a text is scanned: which pipeline, in which context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Scanning {
+    /// The full pipeline (patterns and injection): request texts, tool results.
+    Whole(Context),
+    /// The full pipeline plus the tool-poisoning detector, as a document: tool definitions.
+    Definition,
+    /// The pattern detectors (secrets, PII, links): text the model wrote, tool arguments.
+    Patterns(Context),
 }
 
 /// What a decision is recorded with.
@@ -371,8 +373,9 @@ pub(crate) fn inspect_request(
         texts: Vec::new(),
         tools: Vec::new(),
     });
-    // Offered tools first: a tool the policy removes is neither scanned again nor sent.
-    let (removed_tools, offered) = if endpoint == Endpoint::ChatCompletions {
+    // Offered tools first, each decided on its own: a removed tool is not sent, and a kept
+    // tool's findings (scanned once, there) join the request decision.
+    let mut offered = if endpoint == Endpoint::ChatCompletions {
         let deciding = tools::Deciding {
             runtime,
             metrics,
@@ -381,20 +384,22 @@ pub(crate) fn inspect_request(
         };
         tools::filter_offered(&deciding, &mut parsed.body)
     } else {
-        (Vec::new(), Vec::new())
+        tools::Offered::default()
     };
     let mut located = Vec::new();
     let mut lookups = [0u64; 3];
     for (i, text) in parsed.texts.iter().enumerate() {
-        if let Location::ToolDefinition { tool } = text.location
-            && removed_tools.contains(&tool)
-        {
+        if let Location::ToolDefinition { tool } = text.location {
+            if let Some((_, found)) = offered.findings.iter_mut().find(|(t, _)| *t == tool) {
+                for mut finding in std::mem::take(found) {
+                    finding.text_index = i;
+                    located.push(finding);
+                }
+            }
             continue;
         }
         let context = context_of(text);
-        // Every caller is anonymous until authentication lands; then the partition is the
-        // tenant, so that cache hits say nothing across tenants: TODO(#7).
-        let (scan, lookup) = runtime.scan_input("", &text.text, context);
+        let (scan, lookup) = runtime.scan_counted(Scanning::Whole(context), &text.text);
         lookups[match lookup {
             cache::Lookup::Hit => 0,
             cache::Lookup::Miss => 1,
@@ -426,7 +431,7 @@ pub(crate) fn inspect_request(
         &located,
         messages,
         text_bytes,
-        &offered_or_all(&parsed.tools, &offered, endpoint),
+        &offered_or_all(&parsed.tools, &offered.kept, endpoint),
     );
     let mut record = Recorded {
         metrics,
@@ -438,7 +443,7 @@ pub(crate) fn inspect_request(
     };
     let verdict = runtime.decide(&input, &mut record);
     let mut map = RedactionMap::new();
-    let mut rewritten = !removed_tools.is_empty() && !guard.shadow;
+    let mut rewritten = !offered.removed.is_empty() && !guard.shadow;
     match verdict.effective() {
         Action::Deny | Action::RequireApproval => {
             return RequestOutcome::Deny(Denial::new(&verdict, guard, false), verdict);
@@ -476,7 +481,7 @@ pub(crate) fn inspect_request(
         map,
         canary,
         verdict,
-        offered,
+        offered: offered.kept,
     })
 }
 
@@ -499,11 +504,7 @@ fn redact_request(
 ) -> bool {
     let mut changed = false;
     for (i, text) in parsed.texts.iter().enumerate() {
-        let findings: Vec<_> = located
-            .iter()
-            .filter(|l| l.text_index == i && decision.redacts(l.finding.category.as_str()))
-            .map(|l| l.finding.clone())
-            .collect();
+        let findings = redacted_findings(located, decision, i);
         if findings.is_empty() {
             continue;
         }
@@ -583,14 +584,7 @@ impl AnswerGuard {
             Action::Redact => {
                 let mut changed = false;
                 for (i, text) in answers.iter().enumerate() {
-                    let findings: Vec<_> = located
-                        .iter()
-                        .filter(|l| {
-                            l.text_index == i
-                                && verdict.decision.redacts(l.finding.category.as_str())
-                        })
-                        .map(|l| l.finding.clone())
-                        .collect();
+                    let findings = redacted_findings(&located, &verdict.decision, i);
                     if findings.is_empty() {
                         continue;
                     }

@@ -15,14 +15,14 @@
 
 use std::time::Instant;
 
-use portcullis_detect::{Context, Finding};
+use portcullis_detect::Context;
 use portcullis_mcp::texts;
 use portcullis_policy::Action;
 use portcullis_telemetry::Metrics;
 use serde_json::{Map, Value, json};
 
-use super::input::Base;
-use super::{GuardRuntime, Recorded, Verdict};
+use super::input::{Base, Located, findings_json, flagged_categories, scan_texts};
+use super::{GuardRuntime, Recorded, Scanning, Verdict};
 
 /// A tool call of an answer, assembled.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,45 +37,6 @@ pub(crate) struct ToolCall {
 
 fn empty_session() -> Value {
     json!({"id": null, "tainted_by": [], "calls": 0})
-}
-
-fn findings(
-    runtime: &GuardRuntime,
-    texts: &texts::Texts,
-    context: Context,
-    place: &str,
-    tool: &str,
-) -> (Vec<Value>, Vec<&'static str>) {
-    let mut out = Vec::new();
-    let mut flagged_categories = Vec::new();
-    for text in &texts.texts {
-        let scan = if context == Context::Document {
-            runtime.scan_definition(&text.text)
-        } else {
-            runtime.scan_patterns(&text.text, context)
-        };
-        for finding in &scan.findings {
-            let flagged = scan.flagged.contains(&finding.category);
-            if flagged {
-                flagged_categories.push(finding.category.as_str());
-            }
-            out.push(finding_json(finding, flagged, place, tool, &text.pointer));
-        }
-    }
-    flagged_categories.sort_unstable();
-    flagged_categories.dedup();
-    (out, flagged_categories)
-}
-
-fn finding_json(f: &Finding, flagged: bool, context: &str, tool: &str, pointer: &str) -> Value {
-    json!({
-        "category": f.category.as_str(),
-        "detector": f.detector,
-        "rule": f.rule,
-        "score": f64::from(f.score),
-        "flagged": flagged,
-        "where": {"context": context, "tool": tool, "path": pointer},
-    })
 }
 
 /// What the tool decisions of one exchange share.
@@ -106,14 +67,24 @@ fn decide(
     d.runtime.decide(&Value::Object(input), &mut record)
 }
 
-/// Decides on each tool a chat request offers; removes the denied ones from `body`. Returns
-/// the indexes (in the original `tools`) removed and the names of the tools kept.
-pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> (Vec<usize>, Vec<String>) {
+/// What the policy made of a request's offered tools.
+#[derive(Default)]
+pub(crate) struct Offered {
+    /// Indexes (in the original `tools`) of the tools removed.
+    pub(crate) removed: Vec<usize>,
+    /// Names of the tools kept.
+    pub(crate) kept: Vec<String>,
+    /// The findings of each kept tool's definition, by its index in the original `tools`: the
+    /// request decision reads them instead of scanning the definitions again.
+    pub(crate) findings: Vec<(usize, Vec<Located>)>,
+}
+
+/// Decides on each tool a chat request offers; removes the denied ones from `body`.
+pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> Offered {
     let Some(tools) = body.get("tools").and_then(Value::as_array) else {
-        return (Vec::new(), Vec::new());
+        return Offered::default();
     };
-    let mut removed = Vec::new();
-    let mut kept = Vec::new();
+    let mut offered = Offered::default();
     for (i, tool) in tools.iter().enumerate() {
         let Some(function) = tool.get("function") else {
             continue;
@@ -126,32 +97,34 @@ pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> (Vec<usize>,
             "inputSchema": function.get("parameters").cloned().unwrap_or(Value::Null),
         });
         let texts = texts::tool_definition(&definition);
-        let (found, categories) = findings(
+        let located = scan_texts(
             d.runtime,
             &texts,
-            Context::Document,
+            Scanning::Definition,
             "tool_definition",
-            name,
+            Some(name),
         );
         let mut fields = Map::new();
         fields.insert(
             "tool".into(),
             json!({"server": null, "name": name, "labels": [], "changed": false, "fingerprint": portcullis_mcp::fingerprint(function)}),
         );
-        fields.insert("findings".into(), Value::Array(found));
+        fields.insert("findings".into(), findings_json(&located));
         fields.insert("session".into(), empty_session());
+        let categories = flagged_categories(&located);
         let verdict = decide(d, "tools_list", fields, categories, started.elapsed());
         if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
             tracing::warn!(route = d.base.route, tool = %name, reasons = ?verdict.decision.reasons, "offered tool removed by policy");
-            removed.push(i);
+            offered.removed.push(i);
         } else {
-            kept.push(name.to_owned());
+            offered.kept.push(name.to_owned());
+            offered.findings.push((i, located));
         }
     }
-    if !removed.is_empty() {
-        remove_tools(body, &removed);
+    if !offered.removed.is_empty() {
+        remove_tools(body, &offered.removed);
     }
-    (removed, kept)
+    offered
 }
 
 fn remove_tools(body: &mut Value, removed: &[usize]) {
@@ -230,13 +203,14 @@ pub(crate) fn decide_calls(
         let arguments: Value = serde_json::from_str(&call.arguments)
             .unwrap_or_else(|_| Value::String(call.arguments.clone()));
         let texts = texts::string_leaves(&arguments);
-        let (found, categories) = findings(
+        let located = scan_texts(
             d.runtime,
             &texts,
-            Context::Assistant,
+            Scanning::Patterns(Context::Assistant),
             "tool_arguments",
-            &call.name,
+            Some(&call.name),
         );
+        let categories = flagged_categories(&located);
         let mut fields = Map::new();
         fields.insert(
             "tool".into(),
@@ -249,7 +223,7 @@ pub(crate) fn decide_calls(
                 "listed": offered.contains(&call.name),
             }),
         );
-        fields.insert("findings".into(), Value::Array(found));
+        fields.insert("findings".into(), findings_json(&located));
         fields.insert("session".into(), empty_session());
         fields.insert(
             "request".into(),

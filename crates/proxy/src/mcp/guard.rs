@@ -20,17 +20,17 @@ use std::time::Instant;
 
 use portcullis_config::McpServer;
 use portcullis_core::ToolLabel;
-use portcullis_detect::{Context, Finding, RedactionMap};
+use portcullis_detect::{Context, RedactionMap};
 use portcullis_mcp::texts::{self, Texts};
 use portcullis_mcp::{PinStatus, Pins, SessionState, fingerprint};
 use portcullis_policy::{Action, Decision};
 use portcullis_telemetry::Metrics;
 use serde_json::{Map, Value, json};
 
-use crate::guard::{GuardRuntime, Recorded, Verdict};
-
-/// Most findings given to one decision (the highest-scoring flagged first).
-const MAX_FINDINGS: usize = 256;
+use crate::guard::{
+    GuardRuntime, Located, Recorded, Scanning, Verdict, anonymous_principal, findings_json,
+    flagged_categories, redacted_findings, scan_texts,
+};
 
 /// What one MCP decision needs.
 pub(crate) struct McpContext<'a> {
@@ -46,60 +46,6 @@ pub(crate) struct McpContext<'a> {
     pub(crate) relay: Option<tokio::sync::mpsc::Sender<Value>>,
 }
 
-/// A finding with where it is.
-struct Located {
-    finding: Finding,
-    flagged: bool,
-    pointer: String,
-}
-
-impl Located {
-    fn to_json(&self, context: &str, tool: Option<&str>) -> Value {
-        let f = &self.finding;
-        let mut place = json!({"context": context, "path": self.pointer});
-        if let (Some(tool), Some(object)) = (tool, place.as_object_mut()) {
-            object.insert("tool".into(), Value::from(tool));
-        }
-        json!({
-            "category": f.category.as_str(),
-            "detector": f.detector,
-            "rule": f.rule,
-            "score": f64::from(f.score),
-            "flagged": self.flagged,
-            "where": place,
-        })
-    }
-}
-
-fn findings_json(located: &[Located], context: &str, tool: Option<&str>) -> Value {
-    let mut order: Vec<&Located> = located.iter().collect();
-    if order.len() > MAX_FINDINGS {
-        order.sort_by(|a, b| {
-            b.flagged
-                .cmp(&a.flagged)
-                .then(b.finding.score.total_cmp(&a.finding.score))
-        });
-        order.truncate(MAX_FINDINGS);
-    }
-    Value::Array(
-        order
-            .into_iter()
-            .map(|l| l.to_json(context, tool))
-            .collect(),
-    )
-}
-
-fn flagged_categories(located: &[Located]) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = located
-        .iter()
-        .filter(|l| l.flagged)
-        .map(|l| l.finding.category.as_str())
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 fn labels_json(labels: &[ToolLabel]) -> Value {
     Value::Array(labels.iter().map(|l| Value::from(l.as_str())).collect())
 }
@@ -109,10 +55,7 @@ impl McpContext<'_> {
         let mut input = Map::new();
         input.insert("stage".into(), Value::from(stage));
         // Authentication arrives with issue 7; until then every caller is anonymous.
-        input.insert(
-            "principal".into(),
-            json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}}),
-        );
+        input.insert("principal".into(), anonymous_principal());
         input.insert("route".into(), Value::from("mcp"));
         input.insert("server".into(), Value::from(self.server.name.as_str()));
         input.insert("session".into(), session.clone());
@@ -135,30 +78,6 @@ impl McpContext<'_> {
             detect: Some(detect),
         };
         self.runtime.decide(&input, &mut record)
-    }
-
-    /// Scans `texts` with the full pipeline in `context` (plus the tool-poisoning detector
-    /// for definitions).
-    fn scan(&self, texts: &Texts, context: Context, definitions: bool) -> Vec<Located> {
-        let mut located = Vec::new();
-        for text in &texts.texts {
-            let scan = if definitions {
-                self.runtime.scan_definition(&text.text)
-            } else if context == Context::Assistant {
-                self.runtime.scan_patterns(&text.text, context)
-            } else {
-                self.runtime.scan_whole(&text.text, context)
-            };
-            for finding in scan.findings {
-                let flagged = scan.flagged.contains(&finding.category);
-                located.push(Located {
-                    finding,
-                    flagged,
-                    pointer: text.pointer.clone(),
-                });
-            }
-        }
-        located
     }
 
     /// Filters a `tools/list` result in place; returns the names removed.
@@ -188,7 +107,13 @@ impl McpContext<'_> {
                 .map(|mut pins| pins.observe(&self.server.name, &name, &print))
                 .unwrap_or(PinStatus::New);
             let texts = texts::tool_definition(&tool);
-            let located = self.scan(&texts, Context::Document, true);
+            let located = scan_texts(
+                self.runtime,
+                &texts,
+                Scanning::Definition,
+                "tool_definition",
+                Some(&name),
+            );
             let detect = started.elapsed();
             let labels = self.server.labels(&name);
             let mut input = self.input("tools_list", &session_json);
@@ -202,10 +127,7 @@ impl McpContext<'_> {
                     "fingerprint": print,
                 }),
             );
-            input.insert(
-                "findings".into(),
-                findings_json(&located, "tool_definition", Some(&name)),
-            );
+            input.insert("findings".into(), findings_json(&located));
             let verdict = self.decide("tools_list", Value::Object(input), &located, detect);
             if let PinStatus::Changed { pinned } = &status {
                 self.metrics
@@ -255,7 +177,13 @@ impl McpContext<'_> {
             .to_owned();
         let arguments = params.get("arguments").cloned().unwrap_or(Value::Null);
         let texts = texts::string_leaves(&arguments);
-        let located = self.scan(&texts, Context::Assistant, false);
+        let located = scan_texts(
+            self.runtime,
+            &texts,
+            Scanning::Patterns(Context::Assistant),
+            "tool_arguments",
+            Some(&name),
+        );
         let detect = started.elapsed();
         let (session_json, listed, listed_changed) = match lock(session) {
             Some(s) => (
@@ -281,10 +209,7 @@ impl McpContext<'_> {
                 "listed": listed,
             }),
         );
-        input.insert(
-            "findings".into(),
-            findings_json(&located, "tool_arguments", Some(&name)),
-        );
+        input.insert("findings".into(), findings_json(&located));
         input.insert("request".into(), json!({"method": "tools/call"}));
         let verdict = self.decide("tool_call", Value::Object(input), &located, detect);
         match verdict.effective() {
@@ -320,13 +245,19 @@ impl McpContext<'_> {
         map: &mut RedactionMap,
     ) -> ResultOutcome {
         let started = Instant::now();
-        let texts = texts::string_leaves(result);
-        let located = self.scan(&texts, Context::ToolOutput, false);
-        let detect = started.elapsed();
         let tool_name = (method == "tools/call")
             .then(|| subject.get("name").and_then(Value::as_str))
             .flatten()
             .map(str::to_owned);
+        let texts = texts::string_leaves(result);
+        let located = scan_texts(
+            self.runtime,
+            &texts,
+            Scanning::Whole(Context::ToolOutput),
+            "tool_output",
+            tool_name.as_deref(),
+        );
+        let detect = started.elapsed();
         let labels = tool_name
             .as_deref()
             .map(|t| self.server.labels(t))
@@ -353,10 +284,7 @@ impl McpContext<'_> {
                 input.insert(key.into(), subject.clone());
             }
         }
-        input.insert(
-            "findings".into(),
-            findings_json(&located, "tool_output", tool_name.as_deref()),
-        );
+        input.insert("findings".into(), findings_json(&located));
         let verdict = self.decide("tool_result", Value::Object(input), &located, detect);
         let injection_seen = located.iter().any(|l| {
             l.flagged
@@ -438,12 +366,8 @@ fn redact_in_place(
     decision: &Decision,
     map: &mut RedactionMap,
 ) {
-    for text in &texts.texts {
-        let findings: Vec<Finding> = located
-            .iter()
-            .filter(|l| l.pointer == text.pointer && decision.redacts(l.finding.category.as_str()))
-            .map(|l| l.finding.clone())
-            .collect();
+    for (i, text) in texts.texts.iter().enumerate() {
+        let findings = redacted_findings(located, decision, i);
         if findings.is_empty() {
             continue;
         }
