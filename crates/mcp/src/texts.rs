@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
-/// Most texts taken from one message; the rest is not inspected, and the caller is told so
-/// it can apply its failure mode.
+/// Most texts taken from one value; past it [`Texts::truncated`] is set and the gateway
+/// applies the failure mode (`policy.on_error`) instead of deciding on half the message.
 pub const MAX_TEXTS: usize = 4096;
 
 /// A text and where it is.

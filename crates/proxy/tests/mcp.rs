@@ -488,3 +488,32 @@ async fn shadow_mode_records_and_a_disabled_guard_only_forwards() {
         );
     }
 }
+
+/// A call whose arguments carry more strings than the guard reads is not let through half
+/// inspected: the failure mode decides (closed by default), as when the policy cannot.
+#[tokio::test]
+async fn arguments_too_many_to_inspect_fail_closed() {
+    let mock = McpMock::start(McpMockOptions::default()).await.unwrap();
+    let gateway = TestGateway::start(&config(&[("tools", &mock)], "")).await;
+    let http = client();
+    let mut session = Session::open(&http, gateway.url("/mcp/tools")).await;
+    let many: Vec<&str> = vec!["x"; portcullis_mcp::texts::MAX_TEXTS + 1];
+    let answer = session
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "hi", "items": many}}),
+        )
+        .await;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let calls = mock
+        .received()
+        .into_iter()
+        .filter(|(_, m)| m["method"] == "tools/call")
+        .count();
+    assert_eq!(calls, 0, "the upstream must not see the call");
+    let metrics = gateway.gateway.metrics().encode();
+    assert!(
+        metrics.contains("portcullis_policy_errors_total{stage=\"tool_call\"} 1"),
+        "{metrics}"
+    );
+}

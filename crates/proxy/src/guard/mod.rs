@@ -141,8 +141,23 @@ impl GuardRuntime {
     /// decision.
     pub(crate) fn decide(&self, input: &Value, record: &mut Recorded<'_>) -> Verdict {
         let started = Instant::now();
-        let outcome = self.policy.decide(input);
-        let elapsed = started.elapsed();
+        let outcome = self.policy.decide(input).map_err(|error| error.to_string());
+        self.conclude(outcome, started.elapsed(), record)
+    }
+
+    /// The decision when the detectors could not read everything a message carries (more texts
+    /// than `portcullis_mcp::texts::MAX_TEXTS`): the failure mode, as when the policy cannot
+    /// decide (closed by default), counted and logged the same way.
+    pub(crate) fn cannot_inspect(&self, why: &str, record: &mut Recorded<'_>) -> Verdict {
+        self.conclude(Err(why.to_owned()), std::time::Duration::ZERO, record)
+    }
+
+    fn conclude(
+        &self,
+        outcome: Result<Decision, String>,
+        elapsed: std::time::Duration,
+        record: &mut Recorded<'_>,
+    ) -> Verdict {
         let (decision, policy_error) = match outcome {
             Ok(decision) => (decision, false),
             Err(error) => {
@@ -151,7 +166,7 @@ impl GuardRuntime {
                     route = record.route,
                     error = %error,
                     on_error = ?self.on_error,
-                    "policy could not decide; the failure mode applies"
+                    "the check could not decide; the failure mode applies"
                 );
                 let decision = match self.on_error {
                     OnError::FailClosed => Decision {

@@ -47,23 +47,30 @@ pub(crate) struct Deciding<'a> {
     pub(crate) shadow: bool,
 }
 
+/// Decides; when `texts` could not all be read, the failure mode decides instead.
 fn decide(
     d: &Deciding<'_>,
     stage: &'static str,
     fields: Map<String, Value>,
-    categories: Vec<&'static str>,
+    texts: &texts::Texts,
+    located: &[Located],
     detect: std::time::Duration,
 ) -> Verdict {
-    let mut input = d.base.common_input(stage);
-    input.extend(fields);
     let mut record = Recorded {
         metrics: d.metrics,
         route: d.base.route,
         stage,
         shadow: d.shadow,
-        categories,
+        categories: flagged_categories(located),
         detect: Some(detect),
     };
+    if texts.truncated {
+        return d
+            .runtime
+            .cannot_inspect("the tool carries too many texts to inspect", &mut record);
+    }
+    let mut input = d.base.common_input(stage);
+    input.extend(fields);
     d.runtime.decide(&Value::Object(input), &mut record)
 }
 
@@ -111,8 +118,7 @@ pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> Offered {
         );
         fields.insert("findings".into(), findings_json(&located));
         fields.insert("session".into(), empty_session());
-        let categories = flagged_categories(&located);
-        let verdict = decide(d, "tools_list", fields, categories, started.elapsed());
+        let verdict = decide(d, "tools_list", fields, &texts, &located, started.elapsed());
         if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
             tracing::warn!(route = d.base.route, tool = %name, reasons = ?verdict.decision.reasons, "offered tool removed by policy");
             offered.removed.push(i);
@@ -210,7 +216,6 @@ pub(crate) fn decide_calls(
             "tool_arguments",
             Some(&call.name),
         );
-        let categories = flagged_categories(&located);
         let mut fields = Map::new();
         fields.insert(
             "tool".into(),
@@ -229,7 +234,7 @@ pub(crate) fn decide_calls(
             "request".into(),
             json!({"method": "chat.tool_call", "stream": d.base.stream}),
         );
-        let verdict = decide(d, "tool_call", fields, categories, started.elapsed());
+        let verdict = decide(d, "tool_call", fields, &texts, &located, started.elapsed());
         if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
             return Some(verdict);
         }

@@ -62,10 +62,12 @@ impl McpContext<'_> {
         input
     }
 
+    /// Decides; when `texts` could not all be read, the failure mode decides instead.
     fn decide(
         &self,
         stage: &'static str,
         input: Value,
+        texts: &Texts,
         located: &[Located],
         detect: std::time::Duration,
     ) -> Verdict {
@@ -77,6 +79,11 @@ impl McpContext<'_> {
             categories: flagged_categories(located),
             detect: Some(detect),
         };
+        if texts.truncated {
+            return self
+                .runtime
+                .cannot_inspect("the message carries too many texts to inspect", &mut record);
+        }
         self.runtime.decide(&input, &mut record)
     }
 
@@ -128,7 +135,7 @@ impl McpContext<'_> {
                 }),
             );
             input.insert("findings".into(), findings_json(&located));
-            let verdict = self.decide("tools_list", Value::Object(input), &located, detect);
+            let verdict = self.decide("tools_list", Value::Object(input), &texts, &located, detect);
             if let PinStatus::Changed { pinned } = &status {
                 self.metrics
                     .mcp_tool_changed(&std::sync::Arc::from(self.server.name.as_str()));
@@ -211,7 +218,7 @@ impl McpContext<'_> {
         );
         input.insert("findings".into(), findings_json(&located));
         input.insert("request".into(), json!({"method": "tools/call"}));
-        let verdict = self.decide("tool_call", Value::Object(input), &located, detect);
+        let verdict = self.decide("tool_call", Value::Object(input), &texts, &located, detect);
         match verdict.effective() {
             Action::Deny => CallOutcome::Refuse(refusal_text(&verdict.decision, "call")),
             Action::RequireApproval => CallOutcome::Refuse(format!(
@@ -285,7 +292,13 @@ impl McpContext<'_> {
             }
         }
         input.insert("findings".into(), findings_json(&located));
-        let verdict = self.decide("tool_result", Value::Object(input), &located, detect);
+        let verdict = self.decide(
+            "tool_result",
+            Value::Object(input),
+            &texts,
+            &located,
+            detect,
+        );
         let injection_seen = located.iter().any(|l| {
             l.flagged
                 && matches!(
