@@ -22,7 +22,7 @@ OUT_DIR=${BENCH_OUT:-$BENCH_DIR/out}
 PYTHON=${BENCH_MCP_PYTHON:-$ROOT/.venv/bin/python}
 PORTCULLIS_BIN=${BENCH_PORTCULLIS_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis}
 SERVER=$ROOT/tests/python/mcp_fixture_server.py
-LUA=$BENCH_DIR/mcp.lua
+LUA=$BENCH_DIR/post.lua
 
 log() { printf 'bench-mcp: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -105,9 +105,9 @@ measure() {
         -H 'Accept: application/json, text/event-stream' -H "Mcp-Session-Id: $session" \
         -H 'MCP-Protocol-Version: 2025-11-25' --data-binary "@$BODY" | grep -q '"result"' ||
         die "$name: tools/call did not return a result"
-    taskset -c "$LOAD_CPU" wrk -t 1 -c "$CONNECTIONS" -d 2s -s "$LUA" "$url" -- "$BODY" "$session" >/dev/null
+    taskset -c "$LOAD_CPU" wrk -t 1 -c "$CONNECTIONS" -d 2s -s "$LUA" "$url" -- "$BODY" same "$session" >/dev/null
     [[ $name == portcullis ]] && ticks_before=$(cpu_ticks)
-    out=$(taskset -c "$LOAD_CPU" wrk -t 1 -c "$CONNECTIONS" -d "${DURATION}s" --latency -s "$LUA" "$url" -- "$BODY" "$session")
+    out=$(taskset -c "$LOAD_CPU" wrk -t 1 -c "$CONNECTIONS" -d "${DURATION}s" --latency -s "$LUA" "$url" -- "$BODY" same "$session")
     [[ $name == portcullis ]] && ticks_after=$(cpu_ticks)
     RESULT[$name]=$(grep BENCH_RESULT <<<"$out")
     log "$name: ${RESULT[$name]}"

@@ -1,6 +1,6 @@
 -- wrk script for the Portcullis load benchmark (bench/run.sh).
 --
--- Usage: wrk ... -s bench/post.lua URL -- BODY_FILE [same|unique-turn]
+-- Usage: wrk ... -s bench/post.lua URL -- BODY_FILE [same|unique-turn] [MCP_SESSION_ID]
 --
 -- `same` (the default): every request is the same POST with the JSON body read
 -- from BODY_FILE, so the request is built once per wrk thread and costs the load
@@ -9,6 +9,8 @@
 -- request, as in a conversation where each request adds a new turn: the earlier
 -- messages repeat, the last one is new. Built per request (on the load core, the
 -- same cost for every target).
+-- MCP_SESSION_ID (bench/mcp.sh): every request carries that Mcp-Session-Id and the
+-- MCP-Protocol-Version 2025-11-25 header.
 --
 -- done() prints one machine-readable line that run.sh parses instead of
 -- scraping wrk's human report:
@@ -28,6 +30,10 @@ function init(args)
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
    wrk.headers["Accept"] = "application/json, text/event-stream"
+   if args[3] ~= nil then
+      wrk.headers["Mcp-Session-Id"] = args[3]
+      wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+   end
    local mode = args[2] or "same"
    if mode == "unique-turn" then
       -- The body ends with the last message's closing `"}]}`: the number goes before it.
