@@ -133,7 +133,8 @@ violations contains [family, f] if {
 # the classifier's scores are not calibrated probabilities, its per-context operating point
 # already decides `flagged`, and unflagged classifier scores above 0.5 occur on short, harmless
 # tool outputs ("contents of /srv/data/report.txt": 0.74). Measured on the dev datasets read as
-# tool output: recall on the 1,105 attacks 99.9% -> 99.0%, benign flagged unchanged (429 of 2,584).
+# tool output (scripts/tool_output_strictness.py): recall on the 1,105 attacks 99.9% -> 99.0%,
+# benign denied unchanged (429 of 2,584).
 # An unflagged classifier finding therefore counts as 0.
 violations contains [code, f] if {
 	input.stage == "request"
