@@ -424,3 +424,9 @@ def routed(session_launcher: Launcher) -> Iterator[Routed]:
     finally:
         direct.close()
         via.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The event loop for `@pytest.mark.anyio` tests (the MCP SDK tests): asyncio."""
+    return "asyncio"

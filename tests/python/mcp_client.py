@@ -335,3 +335,22 @@ def start_fixture_http(
             ) from error
         raise
     return server
+
+
+class FixtureServers:
+    """Starts `mcp_fixture_server.py --transport http` processes, each logging to its own
+    file in `log_dir`; `stop_all` stops every one (tests call it at teardown)."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[FixtureHttpServer] = []
+
+    def http(self, *flags: str, port: int | None = None) -> FixtureHttpServer:
+        log_path = self.log_dir / f"mcp-fixture-{len(self.started) + 1}.log"
+        server = start_fixture_http(*flags, port=port, log_path=log_path)
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        while self.started:
+            self.started.pop().stop()

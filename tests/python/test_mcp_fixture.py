@@ -20,6 +20,7 @@ import pytest
 from mcp import MCPError
 from mcp_client import (
     FixtureHttpServer,
+    FixtureServers,
     HttpRecord,
     call_tool_text,
     fixture_stdio_argv,
@@ -27,7 +28,6 @@ from mcp_client import (
     open_http,
     open_stdio,
     read_resource_text,
-    start_fixture_http,
     tool_descriptions,
 )
 from mcp_fixture_server import (
@@ -61,31 +61,8 @@ INIT_BODY = json.dumps(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class Servers:
-    """Starts fixture servers; every one is stopped at teardown."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
-        self.started: list[FixtureHttpServer] = []
-
-    def http(self, *flags: str) -> FixtureHttpServer:
-        log_path = self.log_dir / f"mcp-fixture-{len(self.started) + 1}.log"
-        server = start_fixture_http(*flags, log_path=log_path)
-        self.started.append(server)
-        return server
-
-    def stop_all(self) -> None:
-        while self.started:
-            self.started.pop().stop()
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    launched = Servers(tmp_path)
+def servers(tmp_path: Path) -> Iterator[FixtureServers]:
+    launched = FixtureServers(tmp_path)
     try:
         yield launched
     finally:
@@ -95,7 +72,7 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Iterator[FixtureHttpServer]:
     """One server without flags, shared by the tests that do not depend on its state."""
-    launched = Servers(tmp_path_factory.mktemp("mcp-fixture"))
+    launched = FixtureServers(tmp_path_factory.mktemp("mcp-fixture"))
     try:
         yield launched.http()
     finally:
@@ -200,7 +177,7 @@ async def test_http_tool_errors_are_results(plain: FixtureHttpServer):
         assert raised.value.error.code == -32602
 
 
-async def test_http_rug_pull_changes_add_after_the_first_listing(servers: Servers):
+async def test_http_rug_pull_changes_add_after_the_first_listing(servers: FixtureServers):
     server = servers.http("--rug-pull")
     async with open_http(server.url) as session:
         first = await tool_descriptions(session)
@@ -217,7 +194,7 @@ async def test_http_rug_pull_changes_add_after_the_first_listing(servers: Server
         assert (await tool_descriptions(session))["add"] == ADD_DESCRIPTION_RUG_PULLED
 
 
-async def test_http_poisoned_adds_weather(servers: Servers):
+async def test_http_poisoned_adds_weather(servers: FixtureServers):
     server = servers.http("--poisoned")
     async with open_http(server.url) as session:
         descriptions = await tool_descriptions(session)
@@ -256,7 +233,7 @@ def test_http_host_header_checks(plain: FixtureHttpServer):
     assert status == 404 and b"Session not found" in body
 
 
-def test_http_json_response_mode(servers: Servers):
+def test_http_json_response_mode(servers: FixtureServers):
     server = servers.http("--json-response")
     status, headers, body = raw_post(server, INIT_BODY, MCP_HEADERS)
     assert status == 200

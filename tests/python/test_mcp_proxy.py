@@ -41,6 +41,7 @@ from mcp.client.session import ClientSession
 from mcp_client import (
     FIXTURE_SERVER,
     FixtureHttpServer,
+    FixtureServers,
     HttpRecord,
     call_tool_text,
     content_text,
@@ -94,30 +95,7 @@ INIT_PARAMS = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-class FixtureServers:
-    """Starts `mcp_fixture_server.py --transport http` processes; all stopped at teardown."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
-        self.started: list[FixtureHttpServer] = []
-
-    def http(self, *flags: str, port: int | None = None) -> FixtureHttpServer:
-        log_path = self.log_dir / f"mcp-fixture-{len(self.started) + 1}.log"
-        server = start_fixture_http(*flags, port=port, log_path=log_path)
-        self.started.append(server)
-        return server
-
-    def stop_all(self) -> None:
-        while self.started:
-            self.started.pop().stop()
 
 
 @pytest.fixture
