@@ -442,12 +442,7 @@ pub(crate) fn inspect_request(
         .and_then(Value::as_array)
         .map_or(0, Vec::len);
     let text_bytes: usize = parsed.texts.iter().map(|t| t.text.len()).sum();
-    let input = base.request_input(
-        &located,
-        messages,
-        text_bytes,
-        &offered_or_all(&parsed.tools, &offered.kept, endpoint),
-    );
+    let input = base.request_input(&located, messages, text_bytes, &offered.kept);
     let mut record = Recorded {
         metrics,
         route: endpoint.label(),
@@ -498,15 +493,6 @@ pub(crate) fn inspect_request(
         verdict,
         offered: offered.kept,
     })
-}
-
-/// The tools named in the request input: those kept by policy on chat completions.
-fn offered_or_all(all: &[String], offered: &[String], endpoint: Endpoint) -> Vec<String> {
-    if endpoint == Endpoint::ChatCompletions {
-        offered.to_vec()
-    } else {
-        all.to_vec()
-    }
 }
 
 /// Replaces the spans of findings the decision redacts; returns whether anything changed.
