@@ -114,7 +114,9 @@ pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> Offered {
         let mut fields = Map::new();
         fields.insert(
             "tool".into(),
-            json!({"server": null, "name": name, "labels": [], "changed": false, "fingerprint": portcullis_mcp::fingerprint(function)}),
+            // No fingerprint: chat tools are not pinned (a client sends its own definitions with
+            // every request), so hashing them on the request path would serve nothing.
+            json!({"server": null, "name": name, "labels": [], "changed": false}),
         );
         fields.insert("findings".into(), findings_json(&located));
         fields.insert("session".into(), empty_session());
