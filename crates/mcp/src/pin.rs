@@ -111,13 +111,6 @@ impl Pins {
         }
     }
 
-    /// The pinned fingerprint, if any.
-    pub fn pinned(&self, server: &str, tool: &str) -> Option<&str> {
-        self.pinned
-            .get(&(server.to_owned(), tool.to_owned()))
-            .map(String::as_str)
-    }
-
     /// Whether a definition other than the pinned one has been seen for this tool (since
     /// the pin was made): a call to it is a call to a changed tool.
     pub fn has_changed(&self, server: &str, tool: &str) -> bool {

@@ -78,11 +78,6 @@ impl SessionState {
         !self.tainted_by.is_empty() || self.taint_overflow > 0
     }
 
-    /// `tools/call` requests sent so far.
-    pub fn calls(&self) -> u64 {
-        self.calls
-    }
-
     /// The `session` object of the policy input.
     pub fn to_policy(&self, id: &str) -> Value {
         let mut tainted: Vec<&str> = self.tainted_by().collect();
