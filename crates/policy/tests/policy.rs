@@ -143,7 +143,18 @@ const HUGE: &str = "decision := {\"action\": \"allow\", \"n\": count([1 | some i
 
 #[test]
 fn a_huge_computation_hits_the_instruction_limit() {
-    let policy = compile(&format!("{HEADER}{HUGE}")).unwrap();
+    // The default instruction limit with a time limit no busy machine reaches first: on a
+    // loaded CI host the default 100 ms could otherwise stop the run before the instruction
+    // limit does, and this test is about the instruction limit.
+    let limits = Limits {
+        max_duration: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let policy = Policy::compile_with_limits(
+        &bundle(&[("p.rego", &format!("{HEADER}{HUGE}"))], &[]),
+        limits,
+    )
+    .unwrap();
     let started = Instant::now();
     let err = policy.decide(&json!({})).unwrap_err();
     assert!(
