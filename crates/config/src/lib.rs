@@ -12,6 +12,7 @@ mod glob;
 mod guard;
 mod mcp;
 mod raw;
+mod state;
 mod validated;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -19,9 +20,14 @@ pub use glob::Glob;
 pub use guard::{DenyWith, GUARD_ROUTES, Guard, PolicySource, RouteGuard, StreamOverflow};
 pub use mcp::{Mcp, McpServer, McpTransport};
 pub use raw::{
-    RawConfig, RawDenyWith, RawGuard, RawLimits, RawMcp, RawMcpServer, RawOnError, RawOverflow,
+    RawAdmin, RawAdminRole, RawAdminToken, RawApprovals, RawAudit, RawAuditContent, RawAuditOnFull,
+    RawAuditSink, RawStore, RawStoreBackend, RawWebhook, RawConfig, RawDenyWith, RawGuard, RawLimits, RawMcp, RawMcpServer, RawOnError, RawOverflow,
     RawPassthrough, RawPolicy, RawRouteGuard, RawShutdown, RawTimeouts, RawUpstream, json_schema,
     parse_yaml,
+};
+pub use state::{
+    Admin, AdminRole, AdminToken, AdminTokenSource, Approvals, Audit, AuditContent, AuditOnFull,
+    AuditSink, SigningKeySource, StoreSettings, Webhook, WebhookUrl,
 };
 pub use validated::{
     Config, CredentialSource, DEFAULT_RULE, Limits, ModelMatch, Passthrough, ServerTimeouts,

@@ -44,6 +44,238 @@ pub struct RawConfig {
     /// MCP tool servers reached through `/mcp/{server}`.
     #[serde(default)]
     pub mcp: RawMcp,
+    /// Durable state (approvals, audit records): a SQLite file or PostgreSQL.
+    #[serde(default)]
+    pub store: RawStore,
+    /// Human approval of calls the policy answers with `require_approval`.
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    /// The audit log: one event per decision, hash-chained, with signed checkpoints.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// The admin listener: the approvals REST API and the web console.
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite` (a file, the default; one process or several on one host) or `postgres`
+    /// (several replicas).
+    #[serde(default)]
+    pub backend: Option<RawStoreBackend>,
+    /// SQLite database file, created if missing. Default `portcullis.db` (relative to the
+    /// working directory).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Environment variable holding the PostgreSQL URL (`postgres://user:password@host/db`).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// File holding the PostgreSQL URL (a mounted Secret).
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// PostgreSQL schema for Portcullis's tables, created if missing. Default: the server's
+    /// `search_path`.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// PostgreSQL connection pool size. Default 8.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+/// Store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStoreBackend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Human approval of held calls.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Hold calls that need approval (`true`, the default) or refuse them at once (`false`).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// How long a held call waits for a decision before it is refused as expired. Default
+    /// 300000 (5 min); at most 86400000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Most calls held at once by this process; beyond it a call needing approval is refused at
+    /// once. Default 256.
+    #[serde(default)]
+    pub max_pending: Option<u32>,
+    /// While a call is held over SSE, a comment is sent this often to keep the connection
+    /// open through idle timeouts. Default 15000.
+    #[serde(default)]
+    pub keepalive_ms: Option<u64>,
+    /// How often a held call re-reads its approval from the store, to see decisions made
+    /// through another replica. Default 500.
+    #[serde(default)]
+    pub poll_ms: Option<u64>,
+    /// Slack-compatible webhook called on each new approval.
+    #[serde(default)]
+    pub webhook: Option<RawWebhook>,
+}
+
+/// A webhook (Slack incoming-webhook JSON: `text` plus `blocks`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// `http://` or `https://` URL. Mutually exclusive with `url_env` / `url_file`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the URL (Slack webhook URLs are secrets).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// File holding the URL.
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// Base URL of the console for links in messages, e.g. `https://portcullis-admin.example`.
+    #[serde(default)]
+    pub console_url: Option<String>,
+    /// Bound on one delivery. Default 5000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Write audit events (`true`, the default).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Where records go: any of `store`, `jsonl`, `stdout`. Default `[store]`.
+    #[serde(default)]
+    pub sinks: Option<Vec<RawAuditSink>>,
+    /// JSONL file for the `jsonl` sink (appended to; created if missing).
+    #[serde(default)]
+    pub jsonl_path: Option<String>,
+    /// What events keep of inspected texts: `hash` (SHA-256 and length), `excerpt` (plus the
+    /// first `excerpt_chars` characters of the redacted text; the default) or `raw` (the text
+    /// itself; only where policy requires it).
+    #[serde(default)]
+    pub content: Option<RawAuditContent>,
+    /// Longest excerpt, in characters. Default 200.
+    #[serde(default)]
+    pub excerpt_chars: Option<u32>,
+    /// Events waiting to be written, at most. Default 10000.
+    #[serde(default)]
+    pub queue_capacity: Option<u32>,
+    /// When the queue is full (a sink is down or slow): `block` refuses the exchanges whose
+    /// events cannot be queued (HTTP 503, the default), `drop` lets them through and counts the
+    /// lost events.
+    #[serde(default)]
+    pub on_full: Option<RawAuditOnFull>,
+    /// Ed25519 signing key for checkpoints: a file holding a 32-byte seed (raw or hex) or a
+    /// PKCS#8 document. Without a key, records are chained but no checkpoint is signed.
+    #[serde(default)]
+    pub signing_key_file: Option<String>,
+    /// Environment variable holding the signing key as 64 hex digits.
+    #[serde(default)]
+    pub signing_key_env: Option<String>,
+    /// A checkpoint is signed after this many records. Default 1000.
+    #[serde(default)]
+    pub checkpoint_every_records: Option<u32>,
+    /// ... or this long after the last checkpoint if records were written since. Default 10000.
+    #[serde(default)]
+    pub checkpoint_every_ms: Option<u64>,
+    /// Name of this instance's chain. Default: the host name plus the process start time,
+    /// so every process start begins a new chain.
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+/// An audit sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuditSink {
+    /// The configured store.
+    Store,
+    /// A JSON-lines file (`audit.jsonl_path`).
+    Jsonl,
+    /// Standard output, one JSON line per record.
+    Stdout,
+}
+
+/// Audit content mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuditContent {
+    /// Hash and length only.
+    Hash,
+    /// Hash plus a redacted excerpt.
+    Excerpt,
+    /// Hash plus the raw text.
+    Raw,
+}
+
+/// What happens when audit events cannot be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuditOnFull {
+    /// Refuse the exchange (fail closed).
+    Block,
+    /// Let it through; count the dropped event.
+    Drop,
+}
+
+/// The admin listener (approvals API and console). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener, `host:port`, separate from the traffic listener. Unset:
+    /// no admin API and no console.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Admin credentials (bearer tokens), separate from traffic keys.
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+    /// Serve the web console at `/console` (`true`, the default, when `listen` is set).
+    #[serde(default)]
+    pub console: Option<bool>,
+    /// Console sign-in sessions last this long. Default 28800000 (8 h).
+    #[serde(default)]
+    pub session_ttl_ms: Option<u64>,
+}
+
+/// One admin credential.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminToken {
+    /// Who this is, recorded as the approver.
+    pub name: String,
+    /// `viewer` (read), `approver` (read, approve, deny) or `admin` (everything).
+    pub role: RawAdminRole,
+    /// SHA-256 of the token, 64 hex digits (`printf %s "$TOKEN" | sha256sum`). The token itself
+    /// is never written in config.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Environment variable holding the token itself.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the token itself (a mounted Secret).
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+/// Admin role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAdminRole {
+    /// Read approvals and audit.
+    #[default]
+    Viewer,
+    /// Also approve and deny.
+    Approver,
+    /// Everything.
+    Admin,
 }
 
 /// The MCP proxy: tool servers and limits.

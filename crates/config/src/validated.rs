@@ -11,6 +11,7 @@ use http::uri::{Authority, Scheme};
 
 use crate::guard::{self, Guard};
 use crate::mcp::{self, Mcp};
+use crate::state::{self, Admin, Approvals, Audit, StoreSettings};
 use crate::raw::{RawConfig, RawUpstream};
 use crate::{ConfigError, ConfigErrors, Glob};
 
@@ -115,6 +116,14 @@ pub struct Config {
     pub guard: Guard,
     /// MCP tool servers.
     pub mcp: Mcp,
+    /// Durable state.
+    pub store: StoreSettings,
+    /// Human approval.
+    pub approvals: Approvals,
+    /// Audit log.
+    pub audit: Audit,
+    /// Admin listener.
+    pub admin: Admin,
     exact_models: HashMap<String, UpstreamId>,
     model_patterns: Vec<(Glob, UpstreamId)>,
 }
@@ -223,6 +232,16 @@ impl Config {
         );
         let guard = guard::validate(&mut errors, &raw.policy, &raw.guard);
         let mcp = mcp::validate(&mut errors, &raw.mcp);
+        let store = state::validate_store(&mut errors, &raw.store);
+        let approvals = state::validate_approvals(&mut errors, &raw.approvals);
+        let audit = state::validate_audit(&mut errors, &raw.audit);
+        let admin = state::validate_admin(&mut errors, &raw.admin);
+        if admin.listen.is_some() && admin.listen == Some(listen) {
+            errors.push(ConfigError::new(
+                "admin.listen",
+                "must differ from `listen`",
+            ));
+        }
 
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -237,6 +256,10 @@ impl Config {
             drain_timeout,
             guard,
             mcp,
+            store,
+            approvals,
+            audit,
+            admin,
             exact_models,
             model_patterns,
         })
@@ -310,7 +333,12 @@ impl Config {
     }
 }
 
-fn millis(errors: &mut Vec<ConfigError>, path: &str, value: Option<u64>, default: u64) -> Duration {
+pub(crate) fn millis(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    value: Option<u64>,
+    default: u64,
+) -> Duration {
     let ms = value.unwrap_or(default);
     if ms == 0 || ms > MAX_TIMEOUT_MS {
         errors.push(ConfigError::new(

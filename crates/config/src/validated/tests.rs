@@ -190,3 +190,75 @@ guard:\n  allowed_link_hosts: ['ok.example', 'bad host']\n  routes:\n    images:
     assert!(paths.contains(&"guard.routes.images"), "{paths:?}");
     assert!(parse_yaml("guard:\n  deny_with: maybe\n").is_err());
 }
+
+const ONE_UPSTREAM: &str = "default_upstream: m\nupstreams:\n  - name: m\n    url: http://127.0.0.1:1\n";
+
+#[test]
+fn state_sections_default_to_an_embedded_store_with_approvals_and_audit() {
+    let config = config(ONE_UPSTREAM).unwrap();
+    assert_eq!(
+        config.store,
+        StoreSettings::Sqlite {
+            path: PathBuf::from("portcullis.db")
+        }
+    );
+    assert!(config.approvals.enabled);
+    assert_eq!(config.approvals.timeout, Duration::from_secs(300));
+    assert!(config.approvals.webhook.is_none());
+    assert!(config.audit.enabled && config.audit.uses_store());
+    assert_eq!(config.audit.on_full, crate::AuditOnFull::Block);
+    assert_eq!(config.audit.content, crate::AuditContent::Excerpt(200));
+    assert_eq!(config.admin.listen, None);
+}
+
+#[test]
+fn state_sections_validate_with_paths() {
+    let yaml = format!(
+        "{ONE_UPSTREAM}store:\n  backend: postgres\n  schema: Bad-Name\n  path: x.db\n\
+         approvals:\n  max_pending: 0\n  webhook:\n    url: ftp://x\n    console_url: nope\n\
+         audit:\n  sinks: [jsonl, store, store]\n  signing_key_env: K\n  signing_key_file: /k\n\
+         admin:\n  listen: 127.0.0.1:9\n  tokens:\n    - name: a\n      role: admin\n      sha256: abc\n    - name: a\n      role: viewer\n"
+    );
+    let errors = config(&yaml).unwrap_err();
+    let paths = paths(&errors);
+    for expected in [
+        "store.url_env",
+        "store.schema",
+        "store.path",
+        "approvals.max_pending",
+        "approvals.webhook.url",
+        "approvals.webhook.console_url",
+        "audit.sinks[0]",
+        "audit.sinks[2]",
+        "audit.signing_key_env",
+        "admin.tokens[0].sha256",
+        "admin.tokens[1].name",
+        "admin.tokens[1]",
+    ] {
+        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+    }
+}
+
+#[test]
+fn the_admin_listener_needs_a_token_and_its_own_port() {
+    let yaml = format!("{ONE_UPSTREAM}listen: 127.0.0.1:9000\nadmin:\n  listen: 127.0.0.1:9000\n");
+    let errors = config(&yaml).unwrap_err();
+    let paths = paths(&errors);
+    assert!(paths.contains(&"admin.tokens"), "{paths:?}");
+    assert!(paths.contains(&"admin.listen"), "{paths:?}");
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let yaml = format!(
+        "{ONE_UPSTREAM}admin:\n  listen: 127.0.0.1:9001\n  tokens:\n    - name: alice\n      role: approver\n      sha256: {digest}\n    - name: bot\n      role: viewer\n      token_env: BOT_TOKEN\n"
+    );
+    let config = config(&yaml).unwrap();
+    assert_eq!(config.admin.tokens.len(), 2);
+    assert_eq!(config.admin.tokens[0].role, crate::AdminRole::Approver);
+    assert!(matches!(
+        config.admin.tokens[0].source,
+        crate::AdminTokenSource::Sha256(bytes) if bytes[0] == 0x9f && bytes[31] == 0x08
+    ));
+    assert_eq!(
+        config.admin.tokens[1].source,
+        crate::AdminTokenSource::Secret(CredentialSource::Env("BOT_TOKEN".into()))
+    );
+}
