@@ -21,9 +21,9 @@ pub use guard::{DenyWith, GUARD_ROUTES, Guard, PolicySource, RouteGuard, StreamO
 pub use mcp::{Mcp, McpServer, McpTransport};
 pub use raw::{
     RawAdmin, RawAdminRole, RawAdminToken, RawApprovals, RawAudit, RawAuditContent, RawAuditOnFull,
-    RawAuditSink, RawStore, RawStoreBackend, RawWebhook, RawConfig, RawDenyWith, RawGuard, RawLimits, RawMcp, RawMcpServer, RawOnError, RawOverflow,
-    RawPassthrough, RawPolicy, RawRouteGuard, RawShutdown, RawTimeouts, RawUpstream, json_schema,
-    parse_yaml,
+    RawAuditSink, RawConfig, RawDenyWith, RawGuard, RawLimits, RawMcp, RawMcpServer, RawOnError,
+    RawOverflow, RawPassthrough, RawPolicy, RawRouteGuard, RawShutdown, RawStore, RawStoreBackend,
+    RawTimeouts, RawUpstream, RawWebhook, json_schema, parse_yaml,
 };
 pub use state::{
     Admin, AdminRole, AdminToken, AdminTokenSource, Approvals, Audit, AuditContent, AuditOnFull,

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::ConfigError;
 use crate::raw::{
-    RawAdmin, RawAdminRole, RawApprovals, RawAudit, RawAuditContent, RawAuditOnFull,
-    RawAuditSink, RawStore, RawStoreBackend, RawWebhook,
+    RawAdmin, RawAdminRole, RawApprovals, RawAudit, RawAuditContent, RawAuditOnFull, RawAuditSink,
+    RawStore, RawStoreBackend, RawWebhook,
 };
 use crate::validated::{CredentialSource, millis};
-use crate::ConfigError;
 
 /// Where durable state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,10 +214,7 @@ pub(crate) fn validate_store(errors: &mut Vec<ConfigError>, raw: &RawStore) -> S
         }
         RawStoreBackend::Postgres => {
             if raw.path.is_some() {
-                errors.push(ConfigError::new(
-                    "store.path",
-                    "only for `backend: sqlite`",
-                ));
+                errors.push(ConfigError::new("store.path", "only for `backend: sqlite`"));
             }
             let url = secret_source(
                 errors,
@@ -348,7 +345,10 @@ pub(crate) fn is_http_url(url: &str) -> bool {
 
 pub(crate) fn validate_audit(errors: &mut Vec<ConfigError>, raw: &RawAudit) -> Audit {
     let mut sinks = Vec::new();
-    let raw_sinks = raw.sinks.clone().unwrap_or_else(|| vec![RawAuditSink::Store]);
+    let raw_sinks = raw
+        .sinks
+        .clone()
+        .unwrap_or_else(|| vec![RawAuditSink::Store]);
     for (i, sink) in raw_sinks.iter().enumerate() {
         let sink = match sink {
             RawAuditSink::Store => AuditSink::Store,
@@ -522,7 +522,12 @@ pub(crate) fn validate_admin(errors: &mut Vec<ConfigError>, raw: &RawAdmin) -> A
         listen,
         tokens,
         console: raw.console.unwrap_or(true),
-        session_ttl: millis(errors, "admin.session_ttl_ms", raw.session_ttl_ms, 28_800_000),
+        session_ttl: millis(
+            errors,
+            "admin.session_ttl_ms",
+            raw.session_ttl_ms,
+            28_800_000,
+        ),
     }
 }
 

@@ -11,8 +11,8 @@ use http::uri::{Authority, Scheme};
 
 use crate::guard::{self, Guard};
 use crate::mcp::{self, Mcp};
-use crate::state::{self, Admin, Approvals, Audit, StoreSettings};
 use crate::raw::{RawConfig, RawUpstream};
+use crate::state::{self, Admin, Approvals, Audit, StoreSettings};
 use crate::{ConfigError, ConfigErrors, Glob};
 
 /// Index of an upstream in [`Config::upstreams`].

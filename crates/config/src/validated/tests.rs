@@ -191,7 +191,8 @@ guard:\n  allowed_link_hosts: ['ok.example', 'bad host']\n  routes:\n    images:
     assert!(parse_yaml("guard:\n  deny_with: maybe\n").is_err());
 }
 
-const ONE_UPSTREAM: &str = "default_upstream: m\nupstreams:\n  - name: m\n    url: http://127.0.0.1:1\n";
+const ONE_UPSTREAM: &str =
+    "default_upstream: m\nupstreams:\n  - name: m\n    url: http://127.0.0.1:1\n";
 
 #[test]
 fn state_sections_default_to_an_embedded_store_with_approvals_and_audit() {
@@ -235,7 +236,10 @@ fn state_sections_validate_with_paths() {
         "admin.tokens[1].name",
         "admin.tokens[1]",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
 }
 
