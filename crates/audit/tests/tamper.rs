@@ -415,3 +415,29 @@ proptest! {
         prop_assert!(!report.is_ok(), "mutation {:?} verified: {:#?}", mutation, report);
     }
 }
+
+/// Scores are full `f64`s (detector output): a long one must read back bit for bit, or the
+/// verifier's hash of the parsed line differs from the writer's. This failed before serde_json's
+/// `float_roundtrip` was enabled (the gateway's first end-to-end run hit 0.9640650749206543).
+#[test]
+fn records_with_long_float_scores_verify() {
+    let mut chain = Chain::new("floats");
+    let mut lines = Vec::new();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for n in 0..200 {
+        let mut event = event(n);
+        // xorshift: many different 17-digit floats in 0..1.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let score = (state >> 11) as f64 / (1u64 << 53) as f64;
+        event.categories.insert("injection".to_owned(), score);
+        event
+            .categories
+            .insert("pii.email".to_owned(), 0.964_065_074_920_654_3);
+        let record = chain.append(event).unwrap();
+        lines.push(Line::from(record).to_json_line().unwrap());
+    }
+    let report = check(&lines);
+    assert!(report.is_ok(), "{report:?}");
+}
