@@ -13,6 +13,6 @@ mod metrics;
 
 pub use logging::{LogFormat, LogSetupError, init_logging};
 pub use metrics::{
-    DecisionRecord, ExchangeRecord, Metrics, ReloadResult, ScanCacheResult, StreamGauge,
-    UpstreamFailure,
+    AdminSurface, ApprovalEvent, AuditOutcome, AuditSinkKind, AuditSinkWrite, DecisionRecord,
+    ExchangeRecord, Metrics, ReloadResult, ScanCacheResult, StreamGauge, UpstreamFailure,
 };

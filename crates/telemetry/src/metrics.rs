@@ -8,6 +8,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod admin;
+mod audit;
+
+pub use admin::AdminSurface;
+pub use audit::{AuditOutcome, AuditSinkKind, AuditSinkWrite};
+
 /// Latency buckets in seconds: sub-millisecond resolution for gateway overhead, up to two
 /// minutes for slow generations. Adding buckets costs memory per label set and scrape size.
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -208,6 +214,54 @@ pub struct Metrics {
     mcp_requests: Family<McpLabels, Counter>,
     mcp_tool_changes: Family<McpServerLabels, Counter>,
     mcp_sessions: Gauge,
+    approvals: Family<OutcomeLabels, Counter>,
+    approvals_held: Gauge,
+    audit: audit::AuditMetrics,
+    admin: admin::AdminMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Something that happened to a held approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalEvent {
+    /// A pending approval was recorded and its call held.
+    Created,
+    /// A held call was approved.
+    Approved,
+    /// A held call was denied.
+    Denied,
+    /// A held call expired.
+    Expired,
+    /// `approvals.max_pending` was reached; the call was refused at once.
+    Full,
+    /// The store failed to record or read an approval; the call was refused.
+    StoreError,
+    /// A webhook message was delivered.
+    WebhookSent,
+    /// A webhook message failed after its retries.
+    WebhookFailed,
+    /// The webhook queue was full; the message was dropped.
+    WebhookDropped,
+}
+
+impl ApprovalEvent {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Full => "full",
+            Self::StoreError => "store_error",
+            Self::WebhookSent => "webhook_sent",
+            Self::WebhookFailed => "webhook_failed",
+            Self::WebhookDropped => "webhook_dropped",
+        }
+    }
 }
 
 /// How the guard's scan cache answered for one text.
@@ -355,6 +409,20 @@ impl Metrics {
             "Open MCP client sessions",
             mcp_sessions.clone(),
         );
+        let approvals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "approvals",
+            "Approval events: created, approved, denied, expired, full, store_error, webhook_*",
+            approvals.clone(),
+        );
+        let approvals_held = Gauge::default();
+        registry.register(
+            "approvals_held",
+            "Calls held in this process waiting for approval",
+            approvals_held.clone(),
+        );
+        let audit = audit::AuditMetrics::register(&mut registry);
+        let admin = admin::AdminMetrics::register(&mut registry);
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -382,7 +450,26 @@ impl Metrics {
             mcp_requests,
             mcp_tool_changes,
             mcp_sessions,
+            approvals,
+            approvals_held,
+            audit,
+            admin,
         }
+    }
+
+    /// Counts one approval event.
+    pub fn approval(&self, event: ApprovalEvent) {
+        self.approvals
+            .get_or_create(&OutcomeLabels {
+                outcome: event.label(),
+            })
+            .inc();
+    }
+
+    /// Sets the number of calls held for approval.
+    pub fn approvals_held(&self, held: usize) {
+        self.approvals_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 
     /// Counts one MCP request; `method` is folded to a closed set.
