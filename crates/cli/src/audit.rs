@@ -1,6 +1,11 @@
 //! `portcullis audit verify FILE... --key HEX|--key-file PATH`: checks audit logs (JSON lines of
 //! records and signed checkpoints, `portcullis_audit::Line`) and names the first bad line.
 //! Exit codes: 0 every file verifies, 1 a file does not, 2 usage or I/O error.
+//!
+//! `portcullis audit tail` and `portcullis audit export` read the lines the gateway wrote to its
+//! store (`read.rs`). Exit codes: 0, or 2 on a usage, store or I/O error.
+
+mod read;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +25,10 @@ pub(crate) struct AuditArgs {
 enum AuditCommand {
     /// Verify hash chains and checkpoint signatures; name the first bad line.
     Verify(VerifyArgs),
+    /// Show the last audit lines in the configured store, as summaries or as stored.
+    Tail(read::TailArgs),
+    /// Write audit lines from the configured store as JSON lines (`audit verify` reads them).
+    Export(read::ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -43,8 +52,12 @@ struct VerifyArgs {
 }
 
 pub(crate) fn run(args: AuditArgs) -> ExitCode {
-    let AuditCommand::Verify(args) = args.command;
-    match verify_files(&args) {
+    let result = match args.command {
+        AuditCommand::Verify(args) => verify_files(&args),
+        AuditCommand::Tail(args) => on_runtime(read::tail(&args)).map(|()| true),
+        AuditCommand::Export(args) => on_runtime(read::export(&args)).map(|_| true),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
@@ -52,6 +65,15 @@ pub(crate) fn run(args: AuditArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs a store command on a single-threaded runtime (one connection's worth of work).
+fn on_runtime<T>(command: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(command)
 }
 
 fn keys(args: &VerifyArgs) -> anyhow::Result<Vec<PublicKey>> {

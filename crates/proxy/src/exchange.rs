@@ -30,7 +30,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::body::{ProxyBody, ReadError, Tracked, full, read_limited};
 use crate::client::{OutBody, UpstreamBody};
 use crate::guard::stream::StreamGuard;
-use crate::guard::{self, AnswerGuard, Base, Denial, RequestOutcome, Verdict};
+use crate::guard::{
+    self, AnswerGuard, AuditHandle, Auditing, Base, Denial, RequestOutcome, Verdict,
+};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
@@ -211,6 +213,11 @@ fn inspect(
         trusted: upstream.config.trusted,
         stream: probe.stream,
     };
+    let audit_log = gateway.services().audit.as_ref();
+    let auditing = audit_log.map(|log| Auditing {
+        log,
+        request_id: ex.id.as_str(),
+    });
     let outcome = guard::inspect_request(
         snapshot.guard(),
         endpoint,
@@ -218,6 +225,7 @@ fn inspect(
         &base,
         route_guard,
         gateway.metrics(),
+        auditing,
     );
     match outcome {
         RequestOutcome::Deny(denial, verdict) => {
@@ -235,6 +243,7 @@ fn inspect(
                 canary: forward.canary,
                 metrics: gateway.metrics().clone(),
                 offered: forward.offered,
+                audit: audit_log.map(|log| AuditHandle::new(log.clone(), ex.id.as_str())),
             };
             Inspected::Forward(forward.body, Box::new(answer))
         }
@@ -252,6 +261,7 @@ fn deny(
 ) -> Result<Response<ProxyBody>, Reject> {
     if route_guard.deny_with == DenyWith::Refusal
         && !denial.policy_failed
+        && !denial.audit_failed
         && let Some((body, content_type)) =
             guard::refusal_body(endpoint, probe.stream, &probe.model, id, &denial)
     {

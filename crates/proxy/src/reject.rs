@@ -115,6 +115,9 @@ pub enum Reject {
     },
     /// The policy could not decide and the failure mode is closed.
     PolicyFailed,
+    /// The audit log cannot take the decision's event (its queue is full) and
+    /// `audit.on_full` is `block`: the exchange is refused rather than left unrecorded.
+    AuditUnavailable,
 }
 
 impl Reject {
@@ -129,7 +132,9 @@ impl Reject {
             | Self::RouteNotFound
             | Self::MethodNotAllowed { .. }
             | Self::PolicyDenied { .. } => Origin::Client,
-            Self::Overloaded | Self::ShuttingDown | Self::PolicyFailed => Origin::Internal,
+            Self::Overloaded | Self::ShuttingDown | Self::PolicyFailed | Self::AuditUnavailable => {
+                Origin::Internal
+            }
             Self::UpstreamConnect { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamReset { .. }
@@ -156,7 +161,8 @@ impl Reject {
             | Self::UpstreamConnect { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamReset { .. }
-            | Self::UpstreamStatus { .. } => true,
+            | Self::UpstreamStatus { .. }
+            | Self::AuditUnavailable => true,
         }
     }
 
@@ -308,6 +314,14 @@ impl Reject {
                     "the policy could not decide, so the request was refused",
                 ),
             ),
+            Self::AuditUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(
+                    Server,
+                    "audit_unavailable",
+                    "the audit log cannot record this decision, so the request was refused; retry shortly",
+                ),
+            ),
         }
     }
 
@@ -324,7 +338,7 @@ impl Reject {
     /// A header the response must carry besides the body.
     fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
-            Self::Overloaded | Self::ShuttingDown => {
+            Self::Overloaded | Self::ShuttingDown | Self::AuditUnavailable => {
                 Some((header::RETRY_AFTER, HeaderValue::from_static("1")))
             }
             Self::MethodNotAllowed { allow } => {

@@ -13,6 +13,7 @@
 //! records but sends the exchange on unchanged. Only a rewritten request is re-serialised, so
 //! clean traffic keeps its bytes.
 
+mod audited;
 mod bundle;
 mod cache;
 mod input;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use portcullis_config::{Config, PolicySource, RouteGuard, StreamOverflow};
+use portcullis_config::{AuditOnFull, Config, PolicySource, RouteGuard, StreamOverflow};
 use portcullis_core::OnError;
 use portcullis_detect::{
     CanaryDetector, Context, Detector, HostAllowlist, OnOverflow, Pipeline, RedactionMap, Scan,
@@ -38,6 +39,9 @@ use serde_json::Value;
 use crate::reject::Reject;
 use crate::snapshot::Snapshot;
 
+pub(crate) use audited::{
+    AuditHandle, Audited, Auditing, Inspected, location_label, pointer_texts, usage_of,
+};
 pub use bundle::{BundleError, MAX_FILE_BYTES, read_bundle_dir};
 pub(crate) use input::{
     Base, Located, anonymous_principal, findings_json, flagged_categories, redacted_findings,
@@ -48,6 +52,9 @@ pub(crate) use input::{
 const MAX_REASON_CHARS: usize = 300;
 /// Most reasons sent to a client.
 const MAX_REASONS: usize = 8;
+/// The code and reason of a decision refused because the audit log cannot record it.
+pub(crate) const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+const AUDIT_UNAVAILABLE_REASON: &str = "the audit log cannot record this decision";
 
 /// The guard's share of a snapshot: detectors, the compiled policy and the failure mode.
 pub(crate) struct GuardRuntime {
@@ -60,6 +67,8 @@ pub(crate) struct GuardRuntime {
     stream: StreamConfig,
     /// Remembered request scans (`guard.scan_cache_bytes`); `None` when off.
     cache: Option<cache::ScanCache>,
+    /// `sha256:` and the SHA-256 of the bundle's sources (audit events name it).
+    bundle_hash: String,
 }
 
 impl std::fmt::Debug for GuardRuntime {
@@ -92,6 +101,7 @@ impl GuardRuntime {
             PolicySource::Dir(dir) => read_bundle_dir(dir)?,
         };
         let policy = Policy::compile(&bundle)?;
+        let bundle_hash = bundle_hash(&bundle);
         let allowlist = HostAllowlist::new(&config.guard.allowed_link_hosts);
         let on_overflow = match config.guard.stream_overflow {
             StreamOverflow::Block => OnOverflow::Block,
@@ -103,6 +113,7 @@ impl GuardRuntime {
             patterns: Arc::new(Pipeline::with_pattern_detectors(allowlist)),
             policy,
             cache: cache::ScanCache::new(config.guard.scan_cache_bytes),
+            bundle_hash,
             on_error: config.guard.on_error,
             stream: StreamConfig {
                 // Each rescan reads the lookback and hold-back again (2048 + 256 bytes): every
@@ -190,12 +201,71 @@ impl GuardRuntime {
             detect: record.detect,
             policy: elapsed,
         });
-        Verdict {
+        let verdict = Verdict {
             decision,
             shadow: record.shadow,
             policy_failed: policy_error,
+            audit_failed: false,
+        };
+        match &record.audit {
+            Some(audited) => self.audit(audited, record, elapsed, verdict),
+            None => verdict,
         }
     }
+
+    /// Queues the decision's audit event. When it cannot be queued and `audit.on_full` is
+    /// `block`, the decision becomes a denial (fail closed, even in shadow mode); with `drop`
+    /// it stands (the lost event is counted by the log).
+    fn audit(
+        &self,
+        audited: &Audited<'_>,
+        record: &Recorded<'_>,
+        elapsed: std::time::Duration,
+        verdict: Verdict,
+    ) -> Verdict {
+        let event = audited.event(&audited::Decided {
+            route: record.route,
+            decision: &verdict.decision,
+            bundle_hash: &self.bundle_hash,
+            detect: record.detect,
+            policy: elapsed,
+        });
+        let log = audited.auditing.log;
+        if log.emit(event).is_ok() || log.on_full() == AuditOnFull::Drop {
+            return verdict;
+        }
+        tracing::debug!(
+            stage = record.stage,
+            route = record.route,
+            "the audit queue is full; the decision is refused"
+        );
+        Verdict {
+            decision: Decision {
+                action: Action::Deny,
+                reasons: vec![AUDIT_UNAVAILABLE_REASON.into()],
+                redact: Vec::new(),
+                code: Some(AUDIT_UNAVAILABLE.into()),
+            },
+            shadow: false,
+            policy_failed: false,
+            audit_failed: true,
+        }
+    }
+}
+
+/// `sha256:` and the SHA-256 over the bundle's modules (path and source, in order) and its
+/// data document (canonical JSON), so an audit event names exactly what decided.
+fn bundle_hash(bundle: &Bundle) -> String {
+    let mut input = Vec::new();
+    for module in bundle.modules() {
+        input.extend_from_slice(module.path.as_bytes());
+        input.push(0);
+        input.extend_from_slice(module.source.as_bytes());
+        input.push(0);
+    }
+    input.extend_from_slice(b"data\0");
+    input.extend_from_slice(portcullis_audit::canonical_json(bundle.data()).as_bytes());
+    format!("sha256:{}", portcullis_audit::Digest::of(&input))
 }
 
 /// How a text is scanned: which pipeline, in which context.
@@ -217,6 +287,8 @@ pub(crate) struct Recorded<'a> {
     pub(crate) shadow: bool,
     pub(crate) categories: Vec<&'static str>,
     pub(crate) detect: Option<std::time::Duration>,
+    /// The decision's audit event, when an audit log runs.
+    pub(crate) audit: Option<Audited<'a>>,
 }
 
 /// A decision and whether it is enforced.
@@ -226,6 +298,9 @@ pub(crate) struct Verdict {
     pub(crate) shadow: bool,
     /// The policy could not decide; `decision` is the failure mode's.
     pub(crate) policy_failed: bool,
+    /// The audit log could not take the decision's event (`audit.on_full: block`); `decision`
+    /// is a denial with code `audit_unavailable`.
+    pub(crate) audit_failed: bool,
 }
 
 impl Verdict {
@@ -260,6 +335,8 @@ pub(crate) struct Denial {
     pub(crate) on_response: bool,
     /// The policy could not decide (closed failure mode): a 500, never a refusal.
     pub(crate) policy_failed: bool,
+    /// The audit log could not record the decision: a 503, never a refusal.
+    pub(crate) audit_failed: bool,
 }
 
 impl Denial {
@@ -299,6 +376,7 @@ impl Denial {
             reasons,
             on_response,
             policy_failed: verdict.policy_failed,
+            audit_failed: verdict.audit_failed,
         }
     }
 
@@ -320,6 +398,9 @@ impl Denial {
 impl Denial {
     /// The rejection this denial answers with.
     pub(crate) fn into_reject(self) -> Reject {
+        if self.audit_failed {
+            return Reject::AuditUnavailable;
+        }
         if self.policy_failed {
             return Reject::PolicyFailed;
         }
@@ -379,6 +460,7 @@ pub(crate) fn inspect_request(
     base: &Base<'_>,
     guard: RouteGuard,
     metrics: &Metrics,
+    auditing: Option<Auditing<'_>>,
 ) -> RequestOutcome {
     let started = Instant::now();
     // The probe accepted the body as a JSON object, so this parses; an empty text list keeps
@@ -396,6 +478,7 @@ pub(crate) fn inspect_request(
             metrics,
             base,
             shadow: guard.shadow,
+            auditing,
         };
         tools::filter_offered(&deciding, &mut parsed.body)
     } else {
@@ -443,6 +526,25 @@ pub(crate) fn inspect_request(
         .map_or(0, Vec::len);
     let text_bytes: usize = parsed.texts.iter().map(|t| t.text.len()).sum();
     let input = base.request_input(&located, messages, text_bytes, &offered.kept);
+    let audit = auditing.map(|auditing| {
+        // Tool definitions had their own `tools_list` events; their findings joined this
+        // decision and are in its categories.
+        let texts = parsed
+            .texts
+            .iter()
+            .enumerate()
+            .filter(|(_, text)| !matches!(text.location, Location::ToolDefinition { .. }))
+            .map(|(index, text)| Inspected {
+                index,
+                label: location_label(endpoint, text.location),
+                raw: &text.text,
+            })
+            .collect();
+        let target = portcullis_audit::Target::Model {
+            model: base.model.to_owned(),
+        };
+        auditing.audited(portcullis_audit::Stage::Request, target, texts, &located)
+    });
     let mut record = Recorded {
         metrics,
         route: endpoint.label(),
@@ -450,6 +552,7 @@ pub(crate) fn inspect_request(
         shadow: guard.shadow,
         categories: input::flagged_categories(&located),
         detect: Some(detect),
+        audit,
     };
     let verdict = runtime.decide(&input, &mut record);
     let mut map = RedactionMap::new();
@@ -479,6 +582,7 @@ pub(crate) fn inspect_request(
                     reasons: Vec::new(),
                     on_response: false,
                     policy_failed: true,
+                    audit_failed: false,
                 };
                 return RequestOutcome::Deny(denial, verdict);
             }
@@ -533,6 +637,8 @@ pub(crate) struct AnswerGuard {
     pub(crate) metrics: Arc<Metrics>,
     /// The tools the request offered, after policy.
     pub(crate) offered: Vec<String>,
+    /// The audit log and the exchange's request id, when an audit log runs.
+    pub(crate) audit: Option<AuditHandle>,
 }
 
 impl AnswerGuard {
@@ -568,6 +674,26 @@ impl AnswerGuard {
         }
         let detect = started.elapsed();
         let input = self.base.borrow().response_input(&located);
+        let audit = self.audit.as_ref().map(|handle| {
+            let texts = answers
+                .iter()
+                .enumerate()
+                .map(|(index, text)| Inspected {
+                    index,
+                    label: location_label(self.endpoint, text.location),
+                    raw: &text.text,
+                })
+                .collect();
+            let target = portcullis_audit::Target::Model {
+                model: self.base.borrow().model.to_owned(),
+            };
+            let mut audited =
+                handle
+                    .borrow()
+                    .audited(portcullis_audit::Stage::Response, target, texts, &located);
+            audited.tokens = usage_of(&body);
+            audited
+        });
         let mut record = Recorded {
             metrics: &self.metrics,
             route: self.endpoint.label(),
@@ -575,6 +701,7 @@ impl AnswerGuard {
             shadow: self.guard.shadow,
             categories: input::flagged_categories(&located),
             detect: Some(detect),
+            audit,
         };
         let verdict = runtime.decide(&input, &mut record);
         let outcome = match verdict.effective() {
@@ -615,6 +742,7 @@ impl AnswerGuard {
                 metrics: &self.metrics,
                 base: &base,
                 shadow: self.guard.shadow,
+                auditing: self.audit.as_ref().map(AuditHandle::borrow),
             };
             if let Some(refused) = tools::decide_calls(&deciding, &self.offered, &calls) {
                 let denial = Denial::new(&refused, self.guard, true);

@@ -26,7 +26,7 @@ use portcullis_telemetry::Metrics;
 use serde_json::{Value, json};
 
 use super::input::{Located, OwnedBase};
-use super::{AnswerGuard, Denial, Recorded};
+use super::{AnswerGuard, AuditHandle, Denial, Recorded};
 use crate::snapshot::Snapshot;
 
 /// Most choices (`n`) one guarded stream may carry.
@@ -99,6 +99,8 @@ pub(crate) struct StreamGuard {
     offered: Vec<String>,
     /// The assembled calls were allowed: their events may go.
     calls_cleared: bool,
+    /// The audit log and the exchange's request id, when an audit log runs.
+    audit: Option<AuditHandle>,
 }
 
 impl StreamGuard {
@@ -121,6 +123,7 @@ impl StreamGuard {
             calls: super::tools::CallAssembly::default(),
             offered: answer.offered,
             calls_cleared: false,
+            audit: answer.audit,
         }
     }
 
@@ -189,6 +192,7 @@ impl StreamGuard {
             metrics: &self.metrics,
             base: &base,
             shadow: self.guard.shadow,
+            auditing: self.audit.as_ref().map(AuditHandle::borrow),
         };
         let denied = super::tools::decide_calls(&deciding, &self.offered, &self.calls.calls());
         match denied {
@@ -260,6 +264,7 @@ impl StreamGuard {
                 )],
                 on_response: true,
                 policy_failed: false,
+                audit_failed: false,
             });
         }
         let scanner = self.scanner(index);
@@ -303,6 +308,7 @@ impl StreamGuard {
         let guard = self.guard;
         let endpoint = self.endpoint;
         let slot = self.denial.clone();
+        let audit = self.audit.clone();
         Box::new(move |finding: &Finding| {
             let runtime = snapshot.guard();
             let flagged = runtime
@@ -311,6 +317,15 @@ impl StreamGuard {
                 .contains(&finding.category);
             let located = [Located::in_stream(finding.clone(), flagged, index)];
             let input = base.borrow().response_input(&located);
+            // The scanner holds the stream's text, not this decision: the event carries the
+            // finding's category and score, no text.
+            let audited = audit.as_ref().map(|handle| {
+                let target = portcullis_audit::Target::Model {
+                    model: base.borrow().model.to_owned(),
+                };
+                let stage = portcullis_audit::Stage::Response;
+                handle.borrow().audited(stage, target, Vec::new(), &located)
+            });
             let mut record = Recorded {
                 metrics: &metrics,
                 route: endpoint.label(),
@@ -318,6 +333,7 @@ impl StreamGuard {
                 shadow: guard.shadow,
                 categories: super::input::flagged_categories(&located),
                 detect: None,
+                audit: audited,
             };
             let verdict = runtime.decide(&input, &mut record);
             match verdict.effective() {
@@ -376,6 +392,7 @@ impl StreamGuard {
                 },
                 on_response: true,
                 policy_failed: false,
+                audit_failed: false,
             },
         }
     }
@@ -500,6 +517,7 @@ fn overflow_denial(held: usize) -> Denial {
         )],
         on_response: true,
         policy_failed: false,
+        audit_failed: false,
     }
 }
 
@@ -545,6 +563,7 @@ mod tests {
             canary: None,
             metrics: Arc::new(Metrics::new()),
             offered: Vec::new(),
+            audit: None,
         })
     }
 

@@ -22,7 +22,7 @@ use portcullis_telemetry::Metrics;
 use serde_json::{Map, Value, json};
 
 use super::input::{Base, Located, findings_json, flagged_categories, scan_texts};
-use super::{GuardRuntime, Recorded, Scanning, Verdict};
+use super::{Auditing, GuardRuntime, Recorded, Scanning, Verdict, pointer_texts};
 
 /// A tool call of an answer, assembled.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,17 +45,36 @@ pub(crate) struct Deciding<'a> {
     pub(crate) metrics: &'a Metrics,
     pub(crate) base: &'a Base<'a>,
     pub(crate) shadow: bool,
+    /// The audit log and request id, when an audit log runs.
+    pub(crate) auditing: Option<Auditing<'a>>,
+}
+
+/// What one tool decision is about, for its audit event.
+struct Subject<'a> {
+    stage: portcullis_audit::Stage,
+    tool: &'a str,
+    /// Label prefix of the texts (`definition`, `arguments`).
+    texts: &'static str,
 }
 
 /// Decides; when `texts` could not all be read, the failure mode decides instead.
 fn decide(
     d: &Deciding<'_>,
-    stage: &'static str,
+    (stage, subject): (&'static str, Subject<'_>),
     fields: Map<String, Value>,
     texts: &texts::Texts,
     located: &[Located],
     detect: std::time::Duration,
 ) -> Verdict {
+    // Chat tools have no MCP server: the model offering or calling them stands in for it.
+    let audit = d.auditing.map(|auditing| {
+        let target = portcullis_audit::Target::Tool {
+            server: d.base.model.to_owned(),
+            tool: subject.tool.to_owned(),
+        };
+        let texts = pointer_texts(subject.texts, texts);
+        auditing.audited(subject.stage, target, texts, located)
+    });
     let mut record = Recorded {
         metrics: d.metrics,
         route: d.base.route,
@@ -63,6 +82,7 @@ fn decide(
         shadow: d.shadow,
         categories: flagged_categories(located),
         detect: Some(detect),
+        audit,
     };
     if texts.truncated {
         return d
@@ -120,7 +140,19 @@ pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> Offered {
         );
         fields.insert("findings".into(), findings_json(&located));
         fields.insert("session".into(), empty_session());
-        let verdict = decide(d, "tools_list", fields, &texts, &located, started.elapsed());
+        let subject = Subject {
+            stage: portcullis_audit::Stage::ToolsList,
+            tool: name,
+            texts: "definition",
+        };
+        let verdict = decide(
+            d,
+            ("tools_list", subject),
+            fields,
+            &texts,
+            &located,
+            started.elapsed(),
+        );
         if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
             tracing::warn!(route = d.base.route, tool = %name, reasons = ?verdict.decision.reasons, "offered tool removed by policy");
             offered.removed.push(i);
@@ -236,7 +268,19 @@ pub(crate) fn decide_calls(
             "request".into(),
             json!({"method": "chat.tool_call", "stream": d.base.stream}),
         );
-        let verdict = decide(d, "tool_call", fields, &texts, &located, started.elapsed());
+        let subject = Subject {
+            stage: portcullis_audit::Stage::ToolCall,
+            tool: &call.name,
+            texts: "arguments",
+        };
+        let verdict = decide(
+            d,
+            ("tool_call", subject),
+            fields,
+            &texts,
+            &located,
+            started.elapsed(),
+        );
         if matches!(verdict.effective(), Action::Deny | Action::RequireApproval) {
             return Some(verdict);
         }

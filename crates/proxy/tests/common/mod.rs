@@ -30,10 +30,15 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from YAML; `listen` is forced to an ephemeral port.
     pub async fn start(yaml: &str) -> Self {
-        let mut raw = parse_yaml(yaml).unwrap();
-        raw.listen = Some("127.0.0.1:0".into());
-        let config = Config::from_raw(&raw).unwrap();
-        let gateway = Gateway::new(Snapshot::build(config).unwrap(), Arc::new(Metrics::new()));
+        let gateway = Gateway::new(
+            Snapshot::build(test_config(yaml)).unwrap(),
+            Arc::new(Metrics::new()),
+        );
+        Self::serve(gateway).await
+    }
+
+    /// Serves an already built gateway (one with services, say) on its ephemeral port.
+    pub async fn serve(gateway: Arc<Gateway>) -> Self {
         let server = Server::bind(gateway.clone()).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -61,6 +66,13 @@ impl TestGateway {
             let _ = task.await;
         }
     }
+}
+
+/// The validated config of `yaml`, with `listen` forced to an ephemeral port.
+pub fn test_config(yaml: &str) -> Config {
+    let mut raw = parse_yaml(yaml).unwrap();
+    raw.listen = Some("127.0.0.1:0".into());
+    Config::from_raw(&raw).unwrap()
 }
 
 /// Config YAML with one upstream named `mock` serving `mock-*` (and extra YAML appended).
