@@ -42,6 +42,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     ready: AtomicBool,
     cut_streams: watch::Sender<bool>,
+    services: crate::services::Services,
 }
 
 /// What a request path maps to.
@@ -90,6 +91,15 @@ impl Route {
 impl Gateway {
     /// A gateway serving `snapshot`; not ready until a [`Server`] runs it.
     pub fn new(snapshot: Snapshot, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::with_services(snapshot, metrics, crate::services::Services::none())
+    }
+
+    /// A gateway with process-wide services (store, approvals, audit log).
+    pub fn with_services(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        services: crate::services::Services,
+    ) -> Arc<Self> {
         let (cut_streams, _) = watch::channel(false);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -97,7 +107,13 @@ impl Gateway {
             metrics,
             ready: AtomicBool::new(false),
             cut_streams,
+            services,
         })
+    }
+
+    /// The process-wide services.
+    pub fn services(&self) -> &crate::services::Services {
+        &self.services
     }
 
     /// The current snapshot.
@@ -138,7 +154,15 @@ impl Gateway {
                 let server = path["/mcp/".len()..].trim_end_matches('/').to_owned();
                 let snapshot = self.snapshot.load_full();
                 let _in_flight = self.metrics.request_started();
-                crate::mcp::handle(&self.mcp, &snapshot, &self.metrics, request, &server).await
+                crate::mcp::handle(
+                    &self.mcp,
+                    &snapshot,
+                    &self.metrics,
+                    &self.services,
+                    request,
+                    &server,
+                )
+                .await
             }
             _ => self.api(request).await,
         }

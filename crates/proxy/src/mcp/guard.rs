@@ -24,12 +24,13 @@ use portcullis_detect::{Context, RedactionMap};
 use portcullis_mcp::texts::{self, Texts};
 use portcullis_mcp::{PinStatus, Pins, SessionState, fingerprint};
 use portcullis_policy::{Action, Decision};
+use portcullis_store::NewApproval;
 use portcullis_telemetry::Metrics;
 use serde_json::{Map, Value, json};
 
 use crate::guard::{
-    GuardRuntime, Located, Recorded, Scanning, Verdict, anonymous_principal, findings_json,
-    flagged_categories, redacted_findings, scan_texts,
+    Auditing, GuardRuntime, Located, Recorded, Scanning, Verdict, anonymous_principal,
+    findings_json, flagged_categories, pointer_texts, redacted_findings, scan_texts,
 };
 
 /// What one MCP decision needs.
@@ -43,7 +44,24 @@ pub(crate) struct McpContext<'a> {
     /// Inspect and decide at all (`guard.routes.mcp.enabled`); off, messages only pass.
     pub(crate) enabled: bool,
     /// Where messages an upstream sends before its response go (the client's SSE stream).
+    /// `Value::Null` is a keep-alive: an SSE comment, no message.
     pub(crate) relay: Option<tokio::sync::mpsc::Sender<Value>>,
+    /// Process-wide services: approvals (held calls) and the audit log.
+    pub(crate) services: &'a crate::services::Services,
+    /// The client request's id (its `x-request-id` when valid, else a fresh one), for audit
+    /// events.
+    pub(crate) request_id: &'a str,
+}
+
+/// What one MCP decision is about, for metrics and its audit event.
+struct Subject<'a> {
+    /// The policy stage (`tools_list`, `tool_call`, `tool_result`).
+    stage: &'static str,
+    audit_stage: portcullis_audit::Stage,
+    /// The tool; `None` for resources and prompts (the server is the target).
+    tool: Option<&'a str>,
+    /// Label prefix of the texts (`definition`, `arguments`, `result`).
+    texts: &'static str,
 }
 
 fn labels_json(labels: &[ToolLabel]) -> Value {
@@ -65,19 +83,36 @@ impl McpContext<'_> {
     /// Decides; when `texts` could not all be read, the failure mode decides instead.
     fn decide(
         &self,
-        stage: &'static str,
+        subject: Subject<'_>,
         input: Value,
         texts: &Texts,
         located: &[Located],
         detect: std::time::Duration,
     ) -> Verdict {
+        let audit = self.services.audit.as_deref().map(|log| {
+            let server = self.server.name.clone();
+            let target = match subject.tool {
+                Some(tool) => portcullis_audit::Target::Tool {
+                    server,
+                    tool: tool.to_owned(),
+                },
+                None => portcullis_audit::Target::ToolServer { server },
+            };
+            let auditing = Auditing {
+                log,
+                request_id: self.request_id,
+            };
+            let texts = pointer_texts(subject.texts, texts);
+            auditing.audited(subject.audit_stage, target, texts, located)
+        });
         let mut record = Recorded {
             metrics: self.metrics,
             route: "mcp",
-            stage,
+            stage: subject.stage,
             shadow: self.shadow,
             categories: flagged_categories(located),
             detect: Some(detect),
+            audit,
         };
         if texts.truncated {
             return self
@@ -135,7 +170,13 @@ impl McpContext<'_> {
                 }),
             );
             input.insert("findings".into(), findings_json(&located));
-            let verdict = self.decide("tools_list", Value::Object(input), &texts, &located, detect);
+            let subject = Subject {
+                stage: "tools_list",
+                audit_stage: portcullis_audit::Stage::ToolsList,
+                tool: Some(&name),
+                texts: "definition",
+            };
+            let verdict = self.decide(subject, Value::Object(input), &texts, &located, detect);
             if let PinStatus::Changed { pinned } = &status {
                 self.metrics
                     .mcp_tool_changed(&std::sync::Arc::from(self.server.name.as_str()));
@@ -172,6 +213,7 @@ impl McpContext<'_> {
     pub(crate) fn decide_call(
         &self,
         session_id: &str,
+        request_id: &str,
         session: &Mutex<SessionState>,
         params: &mut Value,
         map: &mut RedactionMap,
@@ -218,13 +260,41 @@ impl McpContext<'_> {
         );
         input.insert("findings".into(), findings_json(&located));
         input.insert("request".into(), json!({"method": "tools/call"}));
-        let verdict = self.decide("tool_call", Value::Object(input), &texts, &located, detect);
+        let subject = Subject {
+            stage: "tool_call",
+            audit_stage: portcullis_audit::Stage::ToolCall,
+            tool: Some(&name),
+            texts: "arguments",
+        };
+        let verdict = self.decide(subject, Value::Object(input), &texts, &located, detect);
         match verdict.effective() {
             Action::Deny => CallOutcome::Refuse(refusal_text(&verdict.decision, "call")),
-            Action::RequireApproval => CallOutcome::Refuse(format!(
-                "{} Human approval is not available yet, so the call was not made.",
-                refusal_text(&verdict.decision, "call")
-            )),
+            Action::RequireApproval => CallOutcome::Hold(Box::new(HoldRequest {
+                refusal: refusal_text(&verdict.decision, "call"),
+                approval: NewApproval {
+                    id: String::new(),
+                    created_at_ms: 0,
+                    expires_at_ms: 0,
+                    request_id: request_id.to_owned(),
+                    principal: "anonymous".into(),
+                    tenant: None,
+                    route: "mcp".into(),
+                    server: self.server.name.clone(),
+                    tool: params
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    arguments: masked(
+                        params.get("arguments").unwrap_or(&Value::Null),
+                        &texts,
+                        &located,
+                    ),
+                    findings: findings_json(&located),
+                    reasons: verdict.decision.reasons.clone(),
+                    instance: String::new(),
+                },
+            })),
             Action::Redact => {
                 if let Some(args) = params.get_mut("arguments") {
                     redact_in_place(args, &texts, &located, &verdict.decision, map);
@@ -292,13 +362,13 @@ impl McpContext<'_> {
             }
         }
         input.insert("findings".into(), findings_json(&located));
-        let verdict = self.decide(
-            "tool_result",
-            Value::Object(input),
-            &texts,
-            &located,
-            detect,
-        );
+        let about = Subject {
+            stage: "tool_result",
+            audit_stage: portcullis_audit::Stage::ToolResult,
+            tool: tool_name.as_deref(),
+            texts: "result",
+        };
+        let verdict = self.decide(about, Value::Object(input), &texts, &located, detect);
         let injection_seen = located.iter().any(|l| {
             l.flagged
                 && matches!(
@@ -340,6 +410,39 @@ pub(crate) enum CallOutcome {
     Forward,
     /// Answer with a tool error result carrying this text.
     Refuse(String),
+    /// Hold it for a human (`require_approval`).
+    Hold(Box<HoldRequest>),
+}
+
+/// A call the policy wants a human to approve.
+#[derive(Debug)]
+pub(crate) struct HoldRequest {
+    /// The refusal the agent gets if it is not approved (or cannot be held).
+    pub(crate) refusal: String,
+    /// What the approver sees: arguments with every finding masked, findings without text.
+    pub(crate) approval: NewApproval,
+}
+
+/// `arguments` with every finding's span masked by a one-off placeholder (`[EMAIL_1]`), so an
+/// approval record never holds the secrets or personal data the detectors saw.
+fn masked(arguments: &Value, texts: &Texts, located: &[Located]) -> Value {
+    let mut out = arguments.clone();
+    let mut map = RedactionMap::new();
+    for (i, text) in texts.texts.iter().enumerate() {
+        let findings: Vec<_> = located
+            .iter()
+            .filter(|l| l.text_index == i)
+            .map(|l| l.finding.clone())
+            .collect();
+        if findings.is_empty() {
+            continue;
+        }
+        let redacted = map.redact(&text.text, &findings);
+        if redacted.text != text.text {
+            texts::set(&mut out, &text.pointer, redacted.text);
+        }
+    }
+    out
 }
 
 /// What happens to a result.

@@ -38,6 +38,7 @@ use http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portcullis_config::McpServer;
+use portcullis_core::RequestId;
 use portcullis_detect::RedactionMap;
 use portcullis_mcp::{
     ErrorCode, Message, Pins, SUPPORTED_VERSIONS, SessionState, error_response, result_response,
@@ -48,7 +49,10 @@ use serde_json::{Map, Value};
 use crate::body::{ProxyBody, ReadError, full, read_limited};
 use crate::snapshot::Snapshot;
 pub(crate) use guard::McpContext;
-use guard::{CallOutcome, ResultOutcome, tool_error_result};
+use guard::{CallOutcome, HoldRequest, ResultOutcome, tool_error_result};
+
+use crate::approvals::{HoldError, Outcome};
+use crate::services::Services;
 pub(crate) use upstream::{HttpClient, Upstream, http_client};
 use upstream::{SESSION_HEADER, VERSION_HEADER};
 
@@ -227,10 +231,11 @@ pub(crate) async fn handle(
     state: &McpState,
     snapshot: &Arc<Snapshot>,
     metrics: &Arc<Metrics>,
+    services: &Services,
     request: Request<Incoming>,
     server_name: &str,
 ) -> Response<ProxyBody> {
-    match serve(state, snapshot, metrics, request, server_name).await {
+    match serve(state, snapshot, metrics, services, request, server_name).await {
         Ok(response) => response,
         Err(reject) => reject.into_response(),
     }
@@ -240,6 +245,7 @@ async fn serve(
     state: &McpState,
     snapshot: &Arc<Snapshot>,
     metrics: &Arc<Metrics>,
+    services: &Services,
     request: Request<Incoming>,
     server_name: &str,
 ) -> Result<Response<ProxyBody>, McpReject> {
@@ -265,6 +271,18 @@ async fn serve(
         _ => return Err(McpReject::MethodNotAllowed),
     }
     check_headers(request.headers())?;
+    let request_id = RequestId::from_client_or_generate(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    // Whether the client takes an SSE answer; only then can a held call be kept alive.
+    let sse_ok = request
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
     let body = read_limited(
         request.into_body(),
         settings.max_message_bytes,
@@ -283,7 +301,8 @@ async fn serve(
     if let Message::Request { method, .. } = &message
         && method == "initialize"
     {
-        return initialize(state, snapshot, metrics, server, message).await;
+        let id = request_id.as_str();
+        return initialize(state, snapshot, metrics, services, server, message, id).await;
     }
     let id = session_id.ok_or(McpReject::MissingSession)?;
     let session = find_session(state, &id, &server.name, settings.session_idle_timeout)
@@ -292,7 +311,15 @@ async fn serve(
     match message {
         Message::Request { id, method, raw } => {
             metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
-            Ok(answer_request(state, snapshot, metrics, session, id, method, raw, timeout).await)
+            let call = Call {
+                id,
+                method,
+                raw,
+                timeout,
+                sse_ok,
+                request_id,
+            };
+            Ok(answer_request(state, snapshot, metrics, services, session, call).await)
         }
         other => {
             let _busy = session.begin();
@@ -314,19 +341,17 @@ const RELAY_QUEUE: usize = 64;
 /// before its response (progress notifications, its own requests such as sampling), the
 /// client gets an SSE stream of them as they come, ending with the guarded response;
 /// otherwise one JSON response.
-#[allow(clippy::too_many_arguments)]
 async fn answer_request(
     state: &McpState,
     snapshot: &Arc<Snapshot>,
     metrics: &Arc<Metrics>,
+    services: &Services,
     session: Arc<McpSession>,
-    id: Value,
-    method: String,
-    raw: Map<String, Value>,
-    timeout: Duration,
+    call: Call,
 ) -> Response<ProxyBody> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(RELAY_QUEUE);
     let (snapshot, metrics, pins) = (snapshot.clone(), metrics.clone(), state.pins.clone());
+    let services = services.clone();
     tokio::spawn(async move {
         let _busy = session.begin();
         let cx = McpContext {
@@ -336,9 +361,19 @@ async fn answer_request(
             metrics: &metrics,
             shadow: snapshot.config().guard.route("mcp").shadow,
             enabled: snapshot.config().guard.route("mcp").enabled,
-            relay: Some(tx.clone()),
+            relay: call.sse_ok.then(|| tx.clone()),
+            services: &services,
+            request_id: call.request_id.as_str(),
         };
-        let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
+        let answer = respond(
+            &cx,
+            &session,
+            &call.id,
+            &call.method,
+            call.raw,
+            call.timeout,
+        )
+        .await;
         // The client may be gone; the call still ran to its end, as the spec asks.
         let _ = tx.send(answer).await;
     });
@@ -356,9 +391,12 @@ async fn answer_request(
             None => rx.recv().await?,
         };
         let last = is_response(&message);
-        let frame = Ok::<_, crate::body::BodyError>(http_body::Frame::data(Bytes::from(format!(
-            "event: message\ndata: {message}\n\n"
-        ))));
+        let text = if message.is_null() {
+            ": waiting for approval\n\n".to_owned()
+        } else {
+            format!("event: message\ndata: {message}\n\n")
+        };
+        let frame = Ok::<_, crate::body::BodyError>(http_body::Frame::data(Bytes::from(text)));
         Some((frame, (!last).then_some((None, rx))))
     });
     let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(
@@ -412,8 +450,10 @@ async fn initialize(
     state: &McpState,
     snapshot: &Arc<Snapshot>,
     metrics: &Arc<Metrics>,
+    services: &Services,
     server: &McpServer,
     message: Message,
+    request_id: &str,
 ) -> Result<Response<ProxyBody>, McpReject> {
     let settings = &snapshot.config().mcp;
     let Message::Request { id, method, raw } = message else {
@@ -445,6 +485,8 @@ async fn initialize(
         shadow: snapshot.config().guard.route("mcp").shadow,
         enabled: snapshot.config().guard.route("mcp").enabled,
         relay: None,
+        services,
+        request_id,
     };
     metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
     let answer = {
@@ -552,9 +594,20 @@ pub(crate) async fn respond(
             if never_listed {
                 list_for_guard(cx, session, timeout).await;
             }
+            let request_id = format!("{}/{}", session.id, id);
             let outcome = match session.map.lock() {
-                Ok(mut map) => cx.decide_call(&session.id, &session.state, &mut params, &mut map),
+                Ok(mut map) => cx.decide_call(
+                    &session.id,
+                    &request_id,
+                    &session.state,
+                    &mut params,
+                    &mut map,
+                ),
                 Err(_) => CallOutcome::Refuse("internal error".into()),
+            };
+            let outcome = match outcome {
+                CallOutcome::Hold(hold) => hold_for_approval(cx, *hold).await,
+                other => other,
             };
             if let CallOutcome::Refuse(text) = outcome {
                 return result_response(id, tool_error_result(&text));
@@ -592,6 +645,83 @@ pub(crate) async fn respond(
             answer
         }
         _ => forward(session, id, raw, timeout, cx.relay.as_ref()).await,
+    }
+}
+
+/// One client request on a session.
+struct Call {
+    id: Value,
+    method: String,
+    raw: Map<String, Value>,
+    timeout: Duration,
+    /// The client accepts an SSE answer.
+    sse_ok: bool,
+    /// The client's `x-request-id` when valid, else a fresh id (audit events carry it).
+    request_id: RequestId,
+}
+
+/// Holds a call until a human approves it (→ forward), denies it or it expires (→ refuse).
+/// While it waits, an SSE comment goes to the client every `approvals.keepalive_ms` (when the
+/// client takes SSE), so proxies and clients with idle timeouts keep the request open.
+async fn hold_for_approval(cx: &McpContext<'_>, hold: HoldRequest) -> CallOutcome {
+    let HoldRequest { refusal, approval } = hold;
+    let Some(hub) = cx.services.approvals.as_ref().filter(|hub| hub.enabled()) else {
+        return CallOutcome::Refuse(format!(
+            "{refusal} Human approval is not configured here, so the call was not made."
+        ));
+    };
+    let held = match hub.hold(approval).await {
+        Ok(held) => held,
+        Err(HoldError::Full) => {
+            return CallOutcome::Refuse(format!(
+                "{refusal} Too many calls are already waiting for approval; the call was not made."
+            ));
+        }
+        Err(HoldError::Store(error)) => {
+            tracing::error!(error = %error, "an approval could not be recorded; the call is refused");
+            return CallOutcome::Refuse(format!(
+                "{refusal} The approval could not be recorded, so the call was not made."
+            ));
+        }
+    };
+    let id = held.approval.request.id.clone();
+    let keepalive = cx.relay.clone().map(|relay| {
+        let every = hub.keepalive();
+        tokio::spawn(async move {
+            loop {
+                if relay.send(Value::Null).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
+    let outcome = hub.wait(held).await;
+    if let Some(task) = keepalive {
+        task.abort();
+    }
+    match outcome {
+        Outcome::Approved(approval) => {
+            tracing::info!(approval = %id, by = approval.decided_by.as_deref().unwrap_or("-"), "held call approved; forwarding");
+            CallOutcome::Forward
+        }
+        Outcome::Denied(approval) => CallOutcome::Refuse(format!(
+            "Portcullis: a human denied this tool call (approval {id}){}",
+            approval
+                .decision_reason
+                .as_deref()
+                .map(|r| format!(": {}.", r.chars().take(500).collect::<String>()))
+                .unwrap_or_else(|| ".".into())
+        )),
+        Outcome::Expired(_) => CallOutcome::Refuse(format!(
+            "{refusal} Nobody approved it in time (approval {id} expired), so the call was not made."
+        )),
+        Outcome::Failed(error) => {
+            tracing::error!(approval = %id, error = %error, "waiting for an approval failed; the call is refused");
+            CallOutcome::Refuse(format!(
+                "{refusal} The approval could not be confirmed, so the call was not made."
+            ))
+        }
     }
 }
 

@@ -132,6 +132,9 @@ pub async fn run_mcp_stdio(
                     to_client.clone(),
                 );
                 tasks.spawn(async move {
+                    // No store here: a call needing approval is refused with a clear text.
+                    let services = crate::services::Services::none();
+                    let request_id = portcullis_core::RequestId::generate();
                     let cx = McpContext {
                         runtime: &runtime,
                         server: &session.server,
@@ -140,6 +143,8 @@ pub async fn run_mcp_stdio(
                         shadow: route.shadow,
                         enabled: route.enabled,
                         relay: None,
+                        services: &services,
+                        request_id: request_id.as_str(),
                     };
                     let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
                     let _ = to_client.send(answer).await;
