@@ -1,9 +1,11 @@
 //! `portcullis`: the command-line entry point. Parses arguments, sets up logging and the
 //! runtime, and hands over to a command module (`serve`, `demo`, `scan`, `eval`, `train`,
-//! `policy`, `mcp`). Signals and configuration watching live here, in the shell; the gateway itself is
-//! `portcullis-proxy`, the detectors `portcullis-detect`, the Rego engine `portcullis-policy`.
-//! `scan`, `eval`, `train` and `policy` are synchronous and start no async runtime.
+//! `policy`, `mcp`, `audit`, `approvals`). Signals and configuration watching live here, in the
+//! shell; the gateway itself is `portcullis-proxy`, the detectors `portcullis-detect`, the Rego
+//! engine `portcullis-policy`. `scan`, `eval`, `train` and `policy` are synchronous and start no
+//! async runtime.
 
+mod approvals;
 mod audit;
 mod data;
 mod demo;
@@ -58,8 +60,11 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// MCP helpers: `mcp stdio -- CMD ARGS...` guards a local stdio MCP server.
     Mcp(mcp::McpArgs),
-    /// Audit logs: `audit verify` checks hash chains and checkpoint signatures.
+    /// Audit logs: `audit verify` checks hash chains and checkpoint signatures; `audit tail`
+    /// and `audit export` read the lines in the configured store.
     Audit(audit::AuditArgs),
+    /// Held approvals on a running gateway (its admin API): list, show, approve, deny.
+    Approvals(approvals::ApprovalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Mcp(args) => run_async(mcp::run(args)),
         Command::Audit(args) => audit::run(args),
+        Command::Approvals(args) => approvals::run(args),
     }
 }
 

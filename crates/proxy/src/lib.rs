@@ -1,6 +1,7 @@
 //! The Portcullis HTTP server: accepts clients (HTTP/1.1 and HTTP/2), runs each exchange
 //! through its phases (read & limit → parse → route → forward → respond), talks to upstreams
-//! over pooled keep-alive connections, and serves `/healthz`, `/readyz` and `/metrics`.
+//! over pooled keep-alive connections, and serves `/healthz`, `/readyz` and `/metrics`. A
+//! separate admin listener ([`AdminServer`], `control/`) serves the approvals API and console.
 //!
 //! Start reading at [`Gateway::handle`] (the dispatch) and `exchange.rs` (one guarded
 //! exchange, top to bottom). Errors become responses in one place: `Reject::into_response`.
@@ -9,8 +10,11 @@
 #![warn(missing_docs)]
 
 mod admin;
+pub mod approvals;
+mod audit;
 pub mod body;
 mod client;
+mod control;
 mod exchange;
 mod guard;
 mod mcp;
@@ -18,13 +22,18 @@ mod models;
 mod passthrough;
 mod reject;
 mod server;
+pub mod services;
 mod snapshot;
 mod sse;
 mod token;
 mod upstream;
 
+pub use approvals::ApprovalHub;
+pub use audit::{AuditError, AuditLog, Full};
+pub use control::{AdminServer, ControlError, ControlPlane, rfc3339_utc};
 pub use guard::{BundleError, GuardError, MAX_FILE_BYTES, read_bundle_dir};
 pub use mcp::stdio::{McpStdioError, run_mcp_stdio};
 pub use reject::Reject;
 pub use server::{Gateway, ServeError, Server};
+pub use services::Services;
 pub use snapshot::{Snapshot, SnapshotError};
