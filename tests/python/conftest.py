@@ -59,7 +59,13 @@ class StartupError(Exception):
 class Process:
     """A child process whose stdout and stderr are read line by line by background threads."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.name = name
         self.argv = argv
         self._cond = threading.Condition()
@@ -71,7 +77,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            cwd=REPO_ROOT,
+            cwd=cwd or REPO_ROOT,
         )
         self._readers = [
             threading.Thread(
@@ -246,8 +252,10 @@ class Launcher:
         self._processes: list[Process] = []
         self._configs = 0
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None) -> Process:
-        process = Process(name, argv, env)
+    def _start(
+        self, name: str, argv: list[str], env: dict[str, str] | None, cwd: Path | None = None
+    ) -> Process:
+        process = Process(name, argv, env, cwd)
         self._processes.append(process)
         return process
 
@@ -300,7 +308,9 @@ class Launcher:
         for value in upstream or []:
             argv += ["--upstream", value]
         argv += list(args)
-        process = self._start("portcullis serve", argv, clean_env(env))
+        # In the test's own directory: the embedded store (`store.path`, default
+        # `portcullis.db`) is per test, never shared through the checkout.
+        process = self._start("portcullis serve", argv, clean_env(env), self.work_dir)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:
             addr = process.wait_for_line("stderr", parse_listening_line, STARTUP_TIMEOUT_S)

@@ -322,6 +322,8 @@ def shared(session_launcher: Launcher, tmp_path_factory) -> Iterator[Shared]:
         fixture = servers.http()
         config = session_launcher.config_file(
             mcp_config(fixture.url, mcp_extra="max_message_bytes: 4096")
+            # Held calls expire fast: nobody approves in these tests.
+            + "approvals:\n  timeout_ms: 1500\n  keepalive_ms: 200\n"
         )
         gateway = session_launcher.gateway(config=config)
         try:
@@ -624,7 +626,7 @@ def send_email_calls(fixture: FixtureHttpServer) -> int:
 
 async def test_tainted_session_cannot_reach_an_external_sink(shared: Shared):
     """default_bundle: reading an `untrusted_source` taints the session; an `external_sink` is
-    then held for approval (which does not exist yet: refused)."""
+    then held for approval; nobody approves, so it expires and is refused."""
     email = {"to": "friend@example.com", "body": "lunch at noon?"}
     with anyio.fail_after(TEST_TIMEOUT_S):
         sent_before = send_email_calls(shared.fixture)

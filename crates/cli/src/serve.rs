@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use portcullis_proxy::{Gateway, Server};
+use portcullis_proxy::{AdminServer, ControlPlane, Gateway, Server, Services};
 use portcullis_telemetry::{Metrics, ReloadResult};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -59,13 +59,44 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let loaded = source.load()?;
     let metrics = Arc::new(Metrics::new());
-    let gateway = Gateway::new(loaded.snapshot, metrics);
+    let services = Services::start(loaded.snapshot.config(), &metrics)
+        .await
+        .context("starting the store, audit log and approvals")?;
+    let admin = match (loaded.snapshot.config().admin.listen, &services.approvals) {
+        (Some(addr), Some(hub)) => {
+            let plane = ControlPlane::new(
+                &loaded.snapshot.config().admin,
+                hub.clone(),
+                metrics.clone(),
+            )
+            .context("admin.tokens")?;
+            let server = AdminServer::bind(addr, plane)
+                .await
+                .context("starting the admin listener")?;
+            if let Some(addr) = server.local_addr() {
+                tracing::info!(addr = %addr, "admin API and console listening");
+            }
+            Some(server)
+        }
+        (Some(_), None) => anyhow::bail!(
+            "admin.listen is set but approvals are disabled (approvals.enabled: false); the admin API serves approvals"
+        ),
+        (None, _) => None,
+    };
+    let gateway = Gateway::with_services(loaded.snapshot, metrics, services);
     let server = Server::bind(gateway.clone())
         .await
         .context("starting the listener")?;
     if let Some(addr) = server.local_addr() {
         tracing::info!(addr = %addr, version = env!("CARGO_PKG_VERSION"), "listening");
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|admin| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(admin.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let interval = Duration::from_millis(args.watch_interval_ms);
     let watcher_gateway = gateway.clone();
@@ -90,8 +121,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    server.run(shutdown_signal()).await;
+    server
+        .run(async move {
+            shutdown_signal().await;
+            stop.send_replace(true);
+        })
+        .await;
     watcher.abort();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    gateway.services().shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -106,12 +146,13 @@ fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'
     }
     let current = gateway.snapshot();
     match source.load() {
-        Ok(loaded) if loaded.snapshot.config().listen != current.config().listen => {
+        Ok(loaded) if restart_only_change(loaded.snapshot.config(), current.config()).is_some() => {
             *fingerprint = loaded.fingerprint;
             metrics.config_reloaded(ReloadResult::Error);
             tracing::error!(
                 trigger,
-                "configuration reload refused: listen cannot change while running; restart to apply"
+                section = restart_only_change(loaded.snapshot.config(), current.config()),
+                "configuration reload refused: this section cannot change while running; restart to apply"
             );
         }
         Ok(loaded) => {
@@ -132,6 +173,27 @@ fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'
                 "configuration reload failed; keeping the previous configuration"
             );
         }
+    }
+}
+
+/// The first section that differs and only applies at start (listeners, store, audit log,
+/// approvals), if any.
+fn restart_only_change(
+    new: &portcullis_config::Config,
+    old: &portcullis_config::Config,
+) -> Option<&'static str> {
+    if new.listen != old.listen {
+        Some("listen")
+    } else if new.store != old.store {
+        Some("store")
+    } else if new.audit != old.audit {
+        Some("audit")
+    } else if new.approvals != old.approvals {
+        Some("approvals")
+    } else if new.admin != old.admin {
+        Some("admin")
+    } else {
+        None
     }
 }
 

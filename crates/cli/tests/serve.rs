@@ -16,13 +16,17 @@ struct Portcullis {
     child: Child,
     addr: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The working directory, where the embedded store file (`portcullis.db`) goes.
+    _dir: tempfile::TempDir,
 }
 
 impl Portcullis {
     fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["--log-format", "json", "serve"])
             .args(args)
+            .current_dir(dir.path())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -39,6 +43,7 @@ impl Portcullis {
             child,
             addr: String::new(),
             logs,
+            _dir: dir,
         };
         gateway.addr = gateway.wait_for_log("listening")["addr"]
             .as_str()
