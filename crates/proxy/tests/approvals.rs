@@ -83,16 +83,22 @@ async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Val
 }
 
 async fn setup(approvals: &str) -> Setup {
+    setup_with(approvals, |_| "audit:\n  enabled: false\n".to_owned()).await
+}
+
+/// [`setup`] with the `audit` section `audit(dir)` gives.
+async fn setup_with(approvals: &str, audit: impl Fn(&std::path::Path) -> String) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     std::fs::create_dir(&bundle).unwrap();
     std::fs::write(bundle.join("policy.rego"), HOLD_MAIL).unwrap();
     let mock = McpMock::start(McpMockOptions::default()).await.unwrap();
     let yaml = format!(
-        "mcp:\n  servers:\n    - name: tools\n      url: {}\npolicy:\n  bundle: {}\nstore:\n  path: {}\naudit:\n  enabled: false\napprovals:\n{approvals}",
+        "mcp:\n  servers:\n    - name: tools\n      url: {}\npolicy:\n  bundle: {}\nstore:\n  path: {}\n{}approvals:\n{approvals}",
         mock.url(),
         bundle.display(),
         dir.path().join("state.db").display(),
+        audit(dir.path()),
     );
     let config = common::test_config(&yaml);
     let metrics = Arc::new(Metrics::new());
@@ -373,4 +379,62 @@ async fn each_new_approval_fires_the_slack_compatible_webhook() {
         "{metrics}"
     );
     setup.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_human_decision_is_audited_after_the_policy_decision() {
+    let setup = setup_with("  timeout_ms: 20000\n", |dir| {
+        format!(
+            "audit:\n  sinks: [jsonl]\n  jsonl_path: {}\n",
+            dir.join("audit.jsonl").display()
+        )
+    })
+    .await;
+    let url = setup.gateway.url("/mcp/tools");
+    let session = open(&url).await;
+    let call = tokio::spawn(send_email(url.clone(), session, "hello"));
+    let list = pending(&setup.hub, 1).await;
+    let id = list[0].request.id.clone();
+    setup
+        .hub
+        .resolve(&id, true, "alice", Some("looks fine".into()))
+        .await
+        .unwrap();
+    let (_, answer) = call.await.unwrap();
+    assert_eq!(result_text(&answer), (false, "done".into()));
+    let hub = setup.hub.clone();
+    setup.gateway.shutdown().await;
+    // Shutting the gateway down does not stop the process-wide audit writer: flush it here.
+    drop(hub);
+    let path = setup._dir.path().join("audit.jsonl");
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|l| l["type"] == "record" && l["event"]["stage"] == "tool_call")
+            .map(|l| l["event"].clone())
+            .collect();
+        if events.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["action"], "require_approval");
+    assert_eq!(events[0]["code"], "mail_needs_approval");
+    assert_eq!(events[1]["action"], "allow");
+    assert_eq!(events[1]["code"], "approval_granted");
+    assert_eq!(events[0]["request_id"], events[1]["request_id"]);
+    assert_eq!(events[1]["target"]["tool"], "send_email");
+    let reason = events[1]["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains(&id) && reason.contains("alice") && reason.contains("looks fine"),
+        "{reason}"
+    );
+    assert_eq!(
+        list[0].request.request_id,
+        events[0]["request_id"].as_str().unwrap()
+    );
 }

@@ -148,6 +148,11 @@ impl GuardRuntime {
         }
     }
 
+    /// `sha256:` and the digest of the policy bundle's modules and data (audit events).
+    pub(crate) fn bundle_hash(&self) -> &str {
+        &self.bundle_hash
+    }
+
     /// Evaluates the policy, applying the failure mode when it cannot decide, and records the
     /// decision.
     pub(crate) fn decide(&self, input: &Value, record: &mut Recorded<'_>) -> Verdict {

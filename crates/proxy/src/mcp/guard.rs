@@ -213,7 +213,6 @@ impl McpContext<'_> {
     pub(crate) fn decide_call(
         &self,
         session_id: &str,
-        request_id: &str,
         session: &Mutex<SessionState>,
         params: &mut Value,
         map: &mut RedactionMap,
@@ -275,7 +274,7 @@ impl McpContext<'_> {
                     id: String::new(),
                     created_at_ms: 0,
                     expires_at_ms: 0,
-                    request_id: request_id.to_owned(),
+                    request_id: self.request_id.to_owned(),
                     principal: "anonymous".into(),
                     tenant: None,
                     route: "mcp".into(),

@@ -594,15 +594,8 @@ pub(crate) async fn respond(
             if never_listed {
                 list_for_guard(cx, session, timeout).await;
             }
-            let request_id = format!("{}/{}", session.id, id);
             let outcome = match session.map.lock() {
-                Ok(mut map) => cx.decide_call(
-                    &session.id,
-                    &request_id,
-                    &session.state,
-                    &mut params,
-                    &mut map,
-                ),
+                Ok(mut map) => cx.decide_call(&session.id, &session.state, &mut params, &mut map),
                 Err(_) => CallOutcome::Refuse("internal error".into()),
             };
             let outcome = match outcome {
@@ -696,10 +689,15 @@ async fn hold_for_approval(cx: &McpContext<'_>, hold: HoldRequest) -> CallOutcom
             }
         })
     });
+    let (server, tool) = (
+        held.approval.request.server.clone(),
+        held.approval.request.tool.clone(),
+    );
     let outcome = hub.wait(held).await;
     if let Some(task) = keepalive {
         task.abort();
     }
+    audit_resolution(cx, &id, server, tool, &outcome);
     match outcome {
         Outcome::Approved(approval) => {
             tracing::info!(approval = %id, by = approval.decided_by.as_deref().unwrap_or("-"), "held call approved; forwarding");
@@ -723,6 +721,83 @@ async fn hold_for_approval(cx: &McpContext<'_>, hold: HoldRequest) -> CallOutcom
             ))
         }
     }
+}
+
+/// The audit event of a held call's resolution: the human's decision (or the expiry) is a
+/// decision of its own, after the policy's `require_approval` event for the same request.
+fn audit_resolution(
+    cx: &McpContext<'_>,
+    id: &str,
+    server: String,
+    tool: String,
+    outcome: &Outcome,
+) {
+    let Some(log) = cx.services.audit.as_deref() else {
+        return;
+    };
+    let (action, code, reason) = match outcome {
+        Outcome::Approved(a) => (
+            portcullis_audit::Action::Allow,
+            "approval_granted",
+            format!(
+                "approval {id} approved by {}{}",
+                a.decided_by.as_deref().unwrap_or("-"),
+                a.decision_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Outcome::Denied(a) => (
+            portcullis_audit::Action::Deny,
+            "approval_denied",
+            format!(
+                "approval {id} denied by {}{}",
+                a.decided_by.as_deref().unwrap_or("-"),
+                a.decision_reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Outcome::Expired(_) => (
+            portcullis_audit::Action::Deny,
+            "approval_expired",
+            format!("approval {id} expired"),
+        ),
+        Outcome::Failed(_) => (
+            portcullis_audit::Action::Deny,
+            "approval_failed",
+            format!("approval {id} could not be confirmed"),
+        ),
+    };
+    let event = portcullis_audit::AuditEvent {
+        schema_version: portcullis_audit::SCHEMA_VERSION,
+        time_unix_nano: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        request_id: cx.request_id.to_owned(),
+        principal: portcullis_audit::Principal {
+            id: "anonymous".to_owned(),
+            tenant: None,
+        },
+        route: "mcp".to_owned(),
+        stage: portcullis_audit::Stage::ToolCall,
+        target: portcullis_audit::Target::Tool { server, tool },
+        action,
+        reasons: vec![reason.chars().take(1000).collect()],
+        code: Some(code.to_owned()),
+        categories: std::collections::BTreeMap::new(),
+        bundle_hash: cx.runtime.bundle_hash().to_owned(),
+        latency: portcullis_audit::Latency {
+            detectors_us: 0,
+            policy_us: 0,
+        },
+        tokens: None,
+        content: None,
+    };
+    // The call has been decided and answered already: a full queue can only count the loss.
+    let _ = log.emit(event);
 }
 
 /// Lists the upstream's tools on the gateway's own account (first page) and runs the
