@@ -62,6 +62,10 @@ pub(crate) const EXPIRE_DUE: &str = "UPDATE approvals \
      SET status = 'expired', decided_by = 'system', decided_at_ms = $1 \
      WHERE status = 'pending' AND expires_at_ms <= $1 RETURNING id";
 
+/// [`INSERT_AUDIT_LINE`] up to `VALUES `, for multi-row inserts (rows appended by the caller).
+pub(crate) const INSERT_AUDIT_LINES_HEAD: &str =
+    "INSERT INTO audit_lines (instance, kind, seq, time_unix_nano, json) VALUES ";
+
 pub(crate) const INSERT_AUDIT_LINE: &str = "INSERT INTO audit_lines \
      (instance, kind, seq, time_unix_nano, json) VALUES ($1, $2, $3, $4, $5)";
 

@@ -213,8 +213,55 @@ impl Store {
             return Ok(());
         }
         // The lock differs per backend (see `begin_write`/`begin_audit_append`); the inserts do
-        // not. The loop is written out per backend rather than generic over sqlx's `Executor`:
-        // its higher-ranked bounds make rustc unable to prove the future `Send`.
+        // not. Lines go in as multi-row INSERTs of up to `AUDIT_ROWS_PER_INSERT` rows: one
+        // statement per row costs a round trip to sqlx's SQLite worker thread (or the
+        // PostgreSQL server) each, which dominated the audit writer's CPU. When a bulk insert
+        // hits the unique constraint, the batch is retried row by row in a new transaction, only
+        // to name the duplicate line; either way nothing of the batch is written.
+        // The code is written out per backend rather than generic over sqlx's `Executor`: its
+        // higher-ranked bounds make rustc unable to prove the future `Send`.
+        let bulk = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = sqlite::begin_write(pool).await?;
+                let mut inserted = Ok(());
+                for chunk in lines.chunks(AUDIT_ROWS_PER_INSERT) {
+                    let text = insert_audit_lines_sql(chunk.len());
+                    let query = chunk.iter().fold(sqlx::query(&text), |query, line| {
+                        bind_audit_line(query, line)
+                    });
+                    if let Err(err) = query.execute(&mut *tx).await {
+                        inserted = Err(err);
+                        break;
+                    }
+                }
+                finish_bulk(tx, inserted).await
+            }
+            Backend::Postgres(pool) => {
+                let mut tx = postgres::begin_audit_append(pool).await?;
+                let mut inserted = Ok(());
+                for chunk in lines.chunks(AUDIT_ROWS_PER_INSERT) {
+                    let text = insert_audit_lines_sql(chunk.len());
+                    let query = chunk.iter().fold(sqlx::query(&text), |query, line| {
+                        bind_audit_line(query, line)
+                    });
+                    if let Err(err) = query.execute(&mut *tx).await {
+                        inserted = Err(err);
+                        break;
+                    }
+                }
+                finish_bulk(tx, inserted).await
+            }
+        };
+        match bulk {
+            Err(BulkError::Duplicate) => self.append_audit_row_by_row(lines).await,
+            Err(BulkError::Other(err)) => Err(err),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The slow path of [`Store::append_audit`] after a unique violation: the same lines one
+    /// statement each, to name the duplicate; rolled back.
+    async fn append_audit_row_by_row(&self, lines: &[AuditLine]) -> Result<()> {
         match &self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = sqlite::begin_write(pool).await?;
@@ -303,6 +350,58 @@ fn audit_insert_error(err: sqlx::Error, line: &AuditLine) -> Error {
             seq: line.seq,
         },
         other => other.into(),
+    }
+}
+
+/// Rows per multi-row audit INSERT: 5 parameters each, far below SQLite's (32766) and
+/// PostgreSQL's (65535) parameter limits.
+const AUDIT_ROWS_PER_INSERT: usize = 200;
+
+/// `INSERT INTO audit_lines (...) VALUES ($1, ..., $5), ($6, ...), ...` for `rows` rows.
+fn insert_audit_lines_sql(rows: usize) -> String {
+    let mut text = String::with_capacity(sql::INSERT_AUDIT_LINES_HEAD.len() + rows * 32);
+    text.push_str(sql::INSERT_AUDIT_LINES_HEAD);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        let first = row * 5;
+        text.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            first + 1,
+            first + 2,
+            first + 3,
+            first + 4,
+            first + 5
+        ));
+    }
+    text
+}
+
+/// How a bulk audit insert failed.
+enum BulkError {
+    /// A line is already stored (unique violation): find out which, row by row.
+    Duplicate,
+    /// Anything else.
+    Other(Error),
+}
+
+/// Commits a bulk insert, or rolls it back and says whether it hit the unique constraint.
+async fn finish_bulk<DB: Database>(
+    tx: Transaction<'static, DB>,
+    result: Result<(), sqlx::Error>,
+) -> Result<(), BulkError> {
+    match result {
+        Ok(()) => tx.commit().await.map_err(|e| BulkError::Other(e.into())),
+        Err(err) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "store rollback failed");
+            }
+            match err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => Err(BulkError::Duplicate),
+                other => Err(BulkError::Other(other.into())),
+            }
+        }
     }
 }
 

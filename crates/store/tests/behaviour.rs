@@ -681,3 +681,24 @@ async fn closed_store_fails_cleanly(db: TestDb) {
     let err = clone.ping().await.unwrap_err();
     assert!(matches!(err, Error::Database(_)), "{err}");
 }
+
+both!(large_batches_span_several_inserts_in_one_transaction);
+/// Batches larger than one multi-row INSERT (200 rows) keep order, and a duplicate in a later
+/// chunk still rejects the whole batch and is named.
+async fn large_batches_span_several_inserts_in_one_transaction(db: TestDb) {
+    let store = &db.store;
+    let batch: Vec<AuditLine> = (0..450).map(|seq| record("gw-big", seq)).collect();
+    store.append_audit(&batch).await.unwrap();
+    let stored = store.audit_lines(0, 1000).await.unwrap();
+    assert_eq!(without_ids(&stored), batch);
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+
+    let mut again: Vec<AuditLine> = (450..800).map(|seq| record("gw-big", seq)).collect();
+    again.push(record("gw-big", 17));
+    let err = store.append_audit(&again).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateAuditLine { seq: 17, .. }),
+        "{err}"
+    );
+    assert_eq!(store.audit_lines(0, 1000).await.unwrap().len(), 450);
+}

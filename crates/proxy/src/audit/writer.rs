@@ -244,8 +244,9 @@ impl Writer {
         };
         for event in events {
             let time_unix_nano = event.time_unix_nano;
-            let record = match self.chain.append(event) {
-                Ok(record) => record,
+            // One serialisation per record: the hashed body and the line come from it.
+            let (record, json) = match self.chain.append_line(event) {
+                Ok(chained) => chained,
                 Err(error) => {
                     // Serialising an event to JSON cannot fail for the types the gateway
                     // builds; if it ever does, the chain is unchanged and the event is lost.
@@ -253,19 +254,12 @@ impl Writer {
                     continue;
                 }
             };
-            let seq = record.seq;
-            match Line::from(record.clone()).to_json_line() {
-                Ok(json) => batch.lines.push(Pending {
-                    json,
-                    kind: AuditLineKind::Record,
-                    seq,
-                    time_unix_nano,
-                }),
-                Err(error) => {
-                    tracing::error!(error = %error, "audit record could not be serialised");
-                    continue;
-                }
-            }
+            batch.lines.push(Pending {
+                json,
+                kind: AuditLineKind::Record,
+                seq: record.seq,
+                time_unix_nano,
+            });
             batch.records += 1;
             progress.last_record = Some(record);
             progress.unsigned += 1;
