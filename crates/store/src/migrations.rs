@@ -32,6 +32,63 @@
 
 use sha2::{Digest, Sha256};
 
+/// Applies pending migrations one transaction at a time: `$begin` opens a transaction holding
+/// the backend's migration lock (see "Concurrent starts"), `$dialect` picks the SQL. A macro,
+/// not a function generic over the backend: sqlx's `Executor` bounds make such a future
+/// impossible for rustc to prove `Send`. Expands to an `async` expression of `Result<()>`.
+macro_rules! migrate_with {
+    ($begin:expr, $dialect:expr) => {
+        async {
+            let dialect: $crate::migrations::Dialect = $dialect;
+            loop {
+                let mut tx = $begin.await?;
+                sqlx::query($crate::migrations::CREATE_SCHEMA_MIGRATIONS)
+                    .execute(&mut *tx)
+                    .await?;
+                let applied: Vec<$crate::migrations::Applied> =
+                    sqlx::query_as::<_, (i64, String, String)>($crate::migrations::SELECT_APPLIED)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map($crate::migrations::Applied::from)
+                        .collect();
+                let Some(next) = $crate::migrations::next_pending(
+                    $crate::migrations::MIGRATIONS,
+                    &applied,
+                    dialect,
+                )?
+                else {
+                    tx.commit().await?;
+                    return Ok::<(), $crate::Error>(());
+                };
+                // A plain `&str` runs unprepared, so the file may hold several statements.
+                sqlx::Executor::execute(&mut *tx, next.sql(dialect))
+                    .await
+                    .map_err(|source| $crate::Error::MigrationFailed {
+                        version: next.version,
+                        name: next.name,
+                        source,
+                    })?;
+                sqlx::query($crate::migrations::INSERT_APPLIED)
+                    .bind(next.version)
+                    .bind(next.name)
+                    .bind(next.checksum(dialect))
+                    .bind($crate::store::now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                tracing::info!(
+                    backend = dialect.name(),
+                    version = next.version,
+                    name = next.name,
+                    "applied store migration"
+                );
+            }
+        }
+    };
+}
+pub(crate) use migrate_with;
+
 use crate::error::{Error, Result};
 
 /// One schema change, with its SQL for each backend.
@@ -65,6 +122,16 @@ pub fn latest_version() -> i64 {
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
+}
+
+impl Dialect {
+    /// The backend's name, as `Store::backend` gives it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
 }
 
 impl Migration {

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Executor, PgPool, Postgres, Transaction};
 
 use crate::error::{Error, Result};
-use crate::migrations::{self, Applied, Dialect, MIGRATIONS};
+use crate::migrations::{self, Dialect};
 
 /// The advisory lock key that serialises migrators (ASCII "portcull"). Advisory locks are per
 /// database, not per schema, so migrators of different schemas in one database also take
@@ -102,45 +102,7 @@ pub(crate) async fn begin_audit_append(pool: &PgPool) -> Result<Transaction<'sta
 
 /// Applies pending migrations one transaction at a time (see [`crate::migrations`]).
 async fn migrate(conn: &mut PgConnection) -> Result<()> {
-    loop {
-        let mut tx = begin_migration(conn).await?;
-        sqlx::query(migrations::CREATE_SCHEMA_MIGRATIONS)
-            .execute(&mut *tx)
-            .await?;
-        let applied: Vec<Applied> =
-            sqlx::query_as::<_, (i64, String, String)>(migrations::SELECT_APPLIED)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(Applied::from)
-                .collect();
-        let Some(next) = migrations::next_pending(MIGRATIONS, &applied, Dialect::Postgres)? else {
-            tx.commit().await?;
-            return Ok(());
-        };
-        // A plain `&str` runs unprepared, so the file may hold several statements.
-        tx.execute(next.postgres)
-            .await
-            .map_err(|source| Error::MigrationFailed {
-                version: next.version,
-                name: next.name,
-                source,
-            })?;
-        sqlx::query(migrations::INSERT_APPLIED)
-            .bind(next.version)
-            .bind(next.name)
-            .bind(next.checksum(Dialect::Postgres))
-            .bind(crate::store::now_ms())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(
-            backend = "postgres",
-            version = next.version,
-            name = next.name,
-            "applied store migration"
-        );
-    }
+    migrations::migrate_with!(begin_migration(&mut *conn), Dialect::Postgres).await
 }
 
 #[cfg(test)]

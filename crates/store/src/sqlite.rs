@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::error::{Error, Result};
-use crate::migrations::{self, Applied, Dialect, MIGRATIONS};
+use crate::error::Result;
+use crate::migrations::{self, Dialect};
 
 /// How long a statement waits for another connection's (or process's) write lock before it
 /// fails with "database is locked". Raising it rides out longer writers at the cost of slower
@@ -48,43 +48,5 @@ pub(crate) async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static
 
 /// Applies pending migrations one transaction at a time (see [`crate::migrations`]).
 async fn migrate(pool: &SqlitePool) -> Result<()> {
-    loop {
-        let mut tx = begin_write(pool).await?;
-        sqlx::query(migrations::CREATE_SCHEMA_MIGRATIONS)
-            .execute(&mut *tx)
-            .await?;
-        let applied: Vec<Applied> =
-            sqlx::query_as::<_, (i64, String, String)>(migrations::SELECT_APPLIED)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(Applied::from)
-                .collect();
-        let Some(next) = migrations::next_pending(MIGRATIONS, &applied, Dialect::Sqlite)? else {
-            tx.commit().await?;
-            return Ok(());
-        };
-        // A plain `&str` runs unprepared, so the file may hold several statements.
-        tx.execute(next.sqlite)
-            .await
-            .map_err(|source| Error::MigrationFailed {
-                version: next.version,
-                name: next.name,
-                source,
-            })?;
-        sqlx::query(migrations::INSERT_APPLIED)
-            .bind(next.version)
-            .bind(next.name)
-            .bind(next.checksum(Dialect::Sqlite))
-            .bind(crate::store::now_ms())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(
-            backend = "sqlite",
-            version = next.version,
-            name = next.name,
-            "applied store migration"
-        );
-    }
+    migrations::migrate_with!(begin_write(pool), Dialect::Sqlite).await
 }

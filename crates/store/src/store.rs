@@ -49,6 +49,24 @@ macro_rules! with_pool {
     };
 }
 
+/// Runs `$body` with `$tx` bound to a new transaction holding the backend's audit-append lock
+/// (SQLite `BEGIN IMMEDIATE`, PostgreSQL `LOCK TABLE … IN EXCLUSIVE MODE`), so appends become
+/// visible in id order. A macro for the reason `with_pool!` is one.
+macro_rules! with_audit_tx {
+    ($backend:expr, $tx:ident => $body:expr) => {
+        match $backend {
+            Backend::Sqlite(pool) => {
+                let mut $tx = sqlite::begin_write(pool).await?;
+                $body
+            }
+            Backend::Postgres(pool) => {
+                let mut $tx = postgres::begin_audit_append(pool).await?;
+                $body
+            }
+        }
+    };
+}
+
 impl Store {
     /// Connects (creating the SQLite file / PostgreSQL schema if missing) and applies pending
     /// migrations. Fails with [`Error::Migration`] when the database was migrated by a newer
@@ -218,40 +236,20 @@ impl Store {
         // PostgreSQL server) each, which dominated the audit writer's CPU. When a bulk insert
         // hits the unique constraint, the batch is retried row by row in a new transaction, only
         // to name the duplicate line; either way nothing of the batch is written.
-        // The code is written out per backend rather than generic over sqlx's `Executor`: its
-        // higher-ranked bounds make rustc unable to prove the future `Send`.
-        let bulk = match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = sqlite::begin_write(pool).await?;
-                let mut inserted = Ok(());
-                for chunk in lines.chunks(AUDIT_ROWS_PER_INSERT) {
-                    let text = insert_audit_lines_sql(chunk.len());
-                    let query = chunk.iter().fold(sqlx::query(&text), |query, line| {
-                        bind_audit_line(query, line)
-                    });
-                    if let Err(err) = query.execute(&mut *tx).await {
-                        inserted = Err(err);
-                        break;
-                    }
+        let bulk = with_audit_tx!(&self.backend, tx => {
+            let mut inserted = Ok(());
+            for chunk in lines.chunks(AUDIT_ROWS_PER_INSERT) {
+                let text = insert_audit_lines_sql(chunk.len());
+                let query = chunk
+                    .iter()
+                    .fold(sqlx::query(&text), bind_audit_line);
+                if let Err(err) = query.execute(&mut *tx).await {
+                    inserted = Err(err);
+                    break;
                 }
-                finish_bulk(tx, inserted).await
             }
-            Backend::Postgres(pool) => {
-                let mut tx = postgres::begin_audit_append(pool).await?;
-                let mut inserted = Ok(());
-                for chunk in lines.chunks(AUDIT_ROWS_PER_INSERT) {
-                    let text = insert_audit_lines_sql(chunk.len());
-                    let query = chunk.iter().fold(sqlx::query(&text), |query, line| {
-                        bind_audit_line(query, line)
-                    });
-                    if let Err(err) = query.execute(&mut *tx).await {
-                        inserted = Err(err);
-                        break;
-                    }
-                }
-                finish_bulk(tx, inserted).await
-            }
-        };
+            finish_bulk(tx, inserted).await
+        });
         match bulk {
             Err(BulkError::Duplicate) => self.append_audit_row_by_row(lines).await,
             Err(BulkError::Other(err)) => Err(err),
@@ -262,32 +260,17 @@ impl Store {
     /// The slow path of [`Store::append_audit`] after a unique violation: the same lines one
     /// statement each, to name the duplicate; rolled back.
     async fn append_audit_row_by_row(&self, lines: &[AuditLine]) -> Result<()> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut tx = sqlite::begin_write(pool).await?;
-                let mut inserted = Ok(());
-                for line in lines {
-                    let query = bind_audit_line(sqlx::query(sql::INSERT_AUDIT_LINE), line);
-                    if let Err(err) = query.execute(&mut *tx).await {
-                        inserted = Err(audit_insert_error(err, line));
-                        break;
-                    }
+        with_audit_tx!(&self.backend, tx => {
+            let mut inserted = Ok(());
+            for line in lines {
+                let query = bind_audit_line(sqlx::query(sql::INSERT_AUDIT_LINE), line);
+                if let Err(err) = query.execute(&mut *tx).await {
+                    inserted = Err(audit_insert_error(err, line));
+                    break;
                 }
-                finish(tx, inserted).await
             }
-            Backend::Postgres(pool) => {
-                let mut tx = postgres::begin_audit_append(pool).await?;
-                let mut inserted = Ok(());
-                for line in lines {
-                    let query = bind_audit_line(sqlx::query(sql::INSERT_AUDIT_LINE), line);
-                    if let Err(err) = query.execute(&mut *tx).await {
-                        inserted = Err(audit_insert_error(err, line));
-                        break;
-                    }
-                }
-                finish(tx, inserted).await
-            }
-        }
+            finish(tx, inserted).await
+        })
     }
 
     /// The record (not checkpoint) with the highest seq written by `instance`, to resume its
