@@ -544,8 +544,9 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// One of an `_env` / `_file` pair, or none; both set is an error.
-fn secret_source(
+/// One of an `_env` / `_file` pair, or none; both set is an error. Shared by every secret in
+/// the config (upstream API keys, the store URL, the webhook URL, admin tokens, the signing key).
+pub(crate) fn secret_source(
     errors: &mut Vec<ConfigError>,
     at: &str,
     (env_key, env): (&str, &Option<String>),

@@ -387,32 +387,12 @@ fn validate_upstream(
     let parsed = parse_base_url(&raw.url).map_err(|message| {
         errors.push(ConfigError::new(format!("{path}.url"), message));
     });
-    let credential = match (&raw.api_key_env, &raw.api_key_file) {
-        (Some(_), Some(_)) => {
-            errors.push(ConfigError::new(
-                format!("{path}.api_key_env"),
-                "set either api_key_env or api_key_file, not both",
-            ));
-            None
-        }
-        (Some(var), None) if var.is_empty() || var.contains(['=', '\0']) => {
-            errors.push(ConfigError::new(
-                format!("{path}.api_key_env"),
-                "not a valid environment variable name",
-            ));
-            None
-        }
-        (Some(var), None) => Some(CredentialSource::Env(var.clone())),
-        (None, Some(file)) if file.is_empty() => {
-            errors.push(ConfigError::new(
-                format!("{path}.api_key_file"),
-                "must not be empty",
-            ));
-            None
-        }
-        (None, Some(file)) => Some(CredentialSource::File(PathBuf::from(file))),
-        (None, None) => None,
-    };
+    let credential = crate::state::secret_source(
+        errors,
+        path,
+        ("api_key_env", &raw.api_key_env),
+        ("api_key_file", &raw.api_key_file),
+    );
     let header_text = raw.api_key_header.as_deref().unwrap_or("authorization");
     let api_key_header = HeaderName::try_from(header_text).unwrap_or_else(|_| {
         errors.push(ConfigError::new(

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 use hyper_util::client::legacy::connect::HttpConnector;
 use portcullis_config::{Config, CredentialSource, Upstream, UpstreamId};
+
+use crate::services::SecretError;
 use tokio::sync::Semaphore;
 
 use crate::client::UpstreamClient;
@@ -150,23 +152,15 @@ fn resolve_credential(
     source: &CredentialSource,
     upstream: &Upstream,
 ) -> Result<HeaderValue, SnapshotError> {
-    let key = match source {
-        CredentialSource::Env(var) => std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| SnapshotError::MissingEnv {
-                index,
-                var: var.clone(),
-            })?,
-        CredentialSource::File(path) => {
-            std::fs::read_to_string(path).map_err(|source| SnapshotError::KeyFile {
-                index,
-                path: path.clone(),
-                source,
-            })?
-        }
-    };
-    let key = key.trim();
+    let key = crate::services::read_text_secret(source).map_err(|error| match error {
+        SecretError::MissingEnv(var) => SnapshotError::MissingEnv { index, var },
+        SecretError::File { path, source } => SnapshotError::KeyFile {
+            index,
+            path,
+            source,
+        },
+    })?;
+    let key = key.as_str();
     let text = if upstream.api_key_header == http::header::AUTHORIZATION {
         format!("Bearer {key}")
     } else {

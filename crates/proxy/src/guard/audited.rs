@@ -187,6 +187,39 @@ impl Audited<'_> {
     }
 }
 
+/// The event of a decision the policy did not make: a human's resolution (or the expiry) of a
+/// held call. No texts, no findings: those are in the `require_approval` event of the same
+/// request id.
+pub(crate) fn resolution_event(
+    request_id: &str,
+    bundle_hash: &str,
+    target: Target,
+    action: portcullis_audit::Action,
+    code: &str,
+    reason: String,
+) -> AuditEvent {
+    AuditEvent {
+        schema_version: SCHEMA_VERSION,
+        time_unix_nano: now_unix_nano(),
+        request_id: request_id.to_owned(),
+        principal: anonymous(),
+        route: "mcp".to_owned(),
+        stage: Stage::ToolCall,
+        target,
+        action,
+        reasons: vec![reason.chars().take(super::MAX_REASON_CHARS).collect()],
+        code: Some(code.to_owned()),
+        categories: BTreeMap::new(),
+        bundle_hash: bundle_hash.to_owned(),
+        latency: Latency {
+            detectors_us: 0,
+            policy_us: 0,
+        },
+        tokens: None,
+        content: None,
+    }
+}
+
 /// Whether a finding's span is data to keep out of excerpts (see the module docs).
 fn is_data(category: Category) -> bool {
     match category {

@@ -40,7 +40,8 @@ use crate::reject::Reject;
 use crate::snapshot::Snapshot;
 
 pub(crate) use audited::{
-    AuditHandle, Audited, Auditing, Inspected, location_label, pointer_texts, usage_of,
+    AuditHandle, Audited, Auditing, Inspected, location_label, pointer_texts, resolution_event,
+    usage_of,
 };
 pub use bundle::{BundleError, MAX_FILE_BYTES, read_bundle_dir};
 pub(crate) use input::{

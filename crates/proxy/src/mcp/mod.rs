@@ -53,6 +53,7 @@ use guard::{CallOutcome, HoldRequest, ResultOutcome, tool_error_result};
 
 use crate::approvals::{HoldError, Outcome};
 use crate::services::Services;
+use portcullis_audit::Action;
 pub(crate) use upstream::{HttpClient, Upstream, http_client};
 use upstream::{SESSION_HEADER, VERSION_HEADER};
 
@@ -735,67 +736,39 @@ fn audit_resolution(
     let Some(log) = cx.services.audit.as_deref() else {
         return;
     };
+    let by = |verb: &str, approval: &portcullis_store::Approval| {
+        format!(
+            "approval {id} {verb} by {}{}",
+            approval.decided_by.as_deref().unwrap_or("-"),
+            approval
+                .decision_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )
+    };
     let (action, code, reason) = match outcome {
-        Outcome::Approved(a) => (
-            portcullis_audit::Action::Allow,
-            "approval_granted",
-            format!(
-                "approval {id} approved by {}{}",
-                a.decided_by.as_deref().unwrap_or("-"),
-                a.decision_reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Outcome::Denied(a) => (
-            portcullis_audit::Action::Deny,
-            "approval_denied",
-            format!(
-                "approval {id} denied by {}{}",
-                a.decided_by.as_deref().unwrap_or("-"),
-                a.decision_reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-        ),
+        Outcome::Approved(a) => (Action::Allow, "approval_granted", by("approved", a)),
+        Outcome::Denied(a) => (Action::Deny, "approval_denied", by("denied", a)),
         Outcome::Expired(_) => (
-            portcullis_audit::Action::Deny,
+            Action::Deny,
             "approval_expired",
             format!("approval {id} expired"),
         ),
         Outcome::Failed(_) => (
-            portcullis_audit::Action::Deny,
+            Action::Deny,
             "approval_failed",
             format!("approval {id} could not be confirmed"),
         ),
     };
-    let event = portcullis_audit::AuditEvent {
-        schema_version: portcullis_audit::SCHEMA_VERSION,
-        time_unix_nano: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        request_id: cx.request_id.to_owned(),
-        principal: portcullis_audit::Principal {
-            id: "anonymous".to_owned(),
-            tenant: None,
-        },
-        route: "mcp".to_owned(),
-        stage: portcullis_audit::Stage::ToolCall,
-        target: portcullis_audit::Target::Tool { server, tool },
+    let event = crate::guard::resolution_event(
+        cx.request_id,
+        cx.runtime.bundle_hash(),
+        portcullis_audit::Target::Tool { server, tool },
         action,
-        reasons: vec![reason.chars().take(1000).collect()],
-        code: Some(code.to_owned()),
-        categories: std::collections::BTreeMap::new(),
-        bundle_hash: cx.runtime.bundle_hash().to_owned(),
-        latency: portcullis_audit::Latency {
-            detectors_us: 0,
-            policy_us: 0,
-        },
-        tokens: None,
-        content: None,
-    };
+        code,
+        reason,
+    );
     // The call has been decided and answered already: a full queue can only count the loss.
     let _ = log.emit(event);
 }
