@@ -8,10 +8,11 @@
 //! hidden or encoded text) often span a whole message and stay readable, since they are what
 //! an auditor wants to read. The redacted form is only computed in excerpt mode.
 //!
-//! Scores are rounded to four decimals: the hash chain is verified over the *parsed* JSON, and
-//! a short decimal reads back to exactly the same `f64` with any JSON parser, while the
-//! 17-digit expansion of an `f32` score may not (serde_json's default float parsing is not
-//! always correctly rounded).
+//! Scores are rounded to four decimals. The chain itself does not need it: records are hashed
+//! over their parsed JSON, and the workspace's serde_json parses floats exactly
+//! (`float_roundtrip`, with a regression test in `crates/audit/tests/tamper.rs`). The rounding
+//! keeps records short and makes them re-hash the same in consumers whose JSON parser does not
+//! round floats correctly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
