@@ -639,7 +639,8 @@ async def test_tainted_session_cannot_reach_an_external_sink(shared: Shared):
             is_error, text, result = await call(session, "send_email", email)
             assert is_error, text
             assert refusal_code(text) == "tainted_session_sink", text
-            assert "approval" in text.lower(), text
+            # Held, then expired (nobody approves here): not refused without being held.
+            assert "expired" in text.lower(), text
             assert result.structured_content is None
             # Tools that send nothing out still work in the tainted session.
             assert await call_tool_text(session, "echo", {"text": "x"}) == (False, "x")
@@ -664,7 +665,7 @@ async def test_only_untrusted_results_taint_a_session(shared: Shared):
             await call(session, "fetch_url", {"url": "https://bakery.test/"})
             is_error, text, _ = await call(session, "send_email", email)
             assert is_error and refusal_code(text) == "tainted_session_sink", text
-            assert "approval" in text.lower()
+            assert "expired" in text.lower(), text
 
 
 # --- indirect injection in results -------------------------------------------------------------
@@ -1130,7 +1131,8 @@ async def test_stdio_wrapper_config_labels_taint(binaries: Binaries, tmp_path: P
             await call(session, "fetch_url", {"url": "https://bakery.test/"})
             is_error, text, _ = await call(session, "send_email", email)
             assert is_error and refusal_code(text) == "tainted_session_sink", text
-            assert "approval" in text.lower()
+            # No store behind `mcp stdio`: refused at once, saying approval is not configured.
+            assert "approval is not configured" in text.lower(), text
 
 
 class LineReader:
