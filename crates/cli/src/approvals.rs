@@ -24,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis_proxy::body::read_limited;
 use portcullis_proxy::rfc3339_utc;
-use serde::Deserialize;
+use portcullis_store::Approval;
 use serde_json::{Value, json};
 
 /// Environment variable holding the admin token.
@@ -167,7 +167,7 @@ async fn execute(args: ApprovalsArgs) -> Result<(), Failure> {
             if json {
                 print_json(&value)?;
             } else {
-                let list: Vec<ApprovalView> = serde_json::from_value(value["data"].clone())
+                let list: Vec<Approval> = serde_json::from_value(value["data"].clone())
                     .context("the API's list is not a list of approvals")?;
                 print!("{}", table(&list));
             }
@@ -177,7 +177,7 @@ async fn execute(args: ApprovalsArgs) -> Result<(), Failure> {
             if json {
                 print_json(&value)?;
             } else {
-                let approval: ApprovalView =
+                let approval: Approval =
                     serde_json::from_value(value).context("the API's answer is not an approval")?;
                 print!("{}", block(&approval));
             }
@@ -318,48 +318,25 @@ fn approval_path(id: &str, suffix: &str) -> String {
     path
 }
 
-/// The fields of an approval this command shows (the API sends more; see docs/admin-api.md).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ApprovalView {
-    id: String,
-    status: String,
-    created_at_ms: i64,
-    expires_at_ms: i64,
-    request_id: String,
-    principal: String,
-    tenant: Option<String>,
-    route: String,
-    server: String,
-    tool: String,
-    arguments: Value,
-    findings: Value,
-    reasons: Vec<String>,
-    instance: String,
-    decided_by: Option<String>,
-    decided_at_ms: Option<i64>,
-    decision_reason: Option<String>,
-}
-
 fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 fn print_decision(value: &Value) -> anyhow::Result<()> {
-    let approval: ApprovalView =
+    let approval: Approval =
         serde_json::from_value(value.clone()).context("the API's answer is not an approval")?;
     println!(
         "{} {} by {}",
-        clean(&approval.id),
-        clean(&approval.status),
+        clean(&approval.request.id),
+        clean(approval.status.as_str()),
         clean(approval.decided_by.as_deref().unwrap_or("-"))
     );
     Ok(())
 }
 
 /// The list as an aligned table.
-fn table(list: &[ApprovalView]) -> String {
+fn table(list: &[Approval]) -> String {
     if list.is_empty() {
         return "no approvals\n".to_owned();
     }
@@ -377,13 +354,13 @@ fn table(list: &[ApprovalView]) -> String {
         .iter()
         .map(|a| {
             [
-                clean(&a.id),
-                clean(&a.status),
-                rfc3339_utc(a.created_at_ms),
-                rfc3339_utc(a.expires_at_ms),
-                clean(&a.principal),
-                clean(&a.server),
-                clean(&a.tool),
+                clean(&a.request.id),
+                clean(a.status.as_str()),
+                rfc3339_utc(a.request.created_at_ms),
+                rfc3339_utc(a.request.expires_at_ms),
+                clean(&a.request.principal),
+                clean(&a.request.server),
+                clean(&a.request.tool),
                 clean(a.decided_by.as_deref().unwrap_or("-")),
             ]
         })
@@ -415,23 +392,26 @@ fn table(list: &[ApprovalView]) -> String {
 }
 
 /// One approval as a block of `label: value` lines.
-fn block(a: &ApprovalView) -> String {
+fn block(a: &Approval) -> String {
     let mut out = String::new();
     let mut field = |label: &str, value: &str| {
         let line = format!("{label:<16}{value}");
         let _ = writeln!(out, "{}", line.trim_end());
     };
-    field("id:", &clean(&a.id));
-    field("status:", &clean(&a.status));
-    field("created:", &rfc3339_utc(a.created_at_ms));
-    field("expires:", &rfc3339_utc(a.expires_at_ms));
-    field("principal:", &clean(&a.principal));
-    field("tenant:", &clean(a.tenant.as_deref().unwrap_or("-")));
-    field("route:", &clean(&a.route));
-    field("server:", &clean(&a.server));
-    field("tool:", &clean(&a.tool));
-    field("request id:", &clean(&a.request_id));
-    field("held by:", &clean(&a.instance));
+    field("id:", &clean(&a.request.id));
+    field("status:", &clean(a.status.as_str()));
+    field("created:", &rfc3339_utc(a.request.created_at_ms));
+    field("expires:", &rfc3339_utc(a.request.expires_at_ms));
+    field("principal:", &clean(&a.request.principal));
+    field(
+        "tenant:",
+        &clean(a.request.tenant.as_deref().unwrap_or("-")),
+    );
+    field("route:", &clean(&a.request.route));
+    field("server:", &clean(&a.request.server));
+    field("tool:", &clean(&a.request.tool));
+    field("request id:", &clean(&a.request.request_id));
+    field("held by:", &clean(&a.request.instance));
     if let Some(by) = &a.decided_by {
         field("decided by:", &clean(by));
     }
@@ -441,16 +421,19 @@ fn block(a: &ApprovalView) -> String {
     if let Some(reason) = &a.decision_reason {
         field("decision reason:", &clean(reason));
     }
-    if a.reasons.is_empty() {
+    if a.request.reasons.is_empty() {
         field("reasons:", "-");
     }
-    for (i, reason) in a.reasons.iter().enumerate() {
+    for (i, reason) in a.request.reasons.iter().enumerate() {
         field(
             if i == 0 { "reasons:" } else { "" },
             &format!("- {}", clean(reason)),
         );
     }
-    for (label, value) in [("arguments:", &a.arguments), ("findings:", &a.findings)] {
+    for (label, value) in [
+        ("arguments:", &a.request.arguments),
+        ("findings:", &a.request.findings),
+    ] {
         let pretty = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
         field(label, "");
         for line in pretty.lines() {
@@ -476,6 +459,8 @@ fn clean(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use portcullis_store::{ApprovalStatus, NewApproval};
+
     use super::*;
 
     #[test]
@@ -496,19 +481,39 @@ mod tests {
         assert_eq!(approval_path("a/b?c", ""), "/admin/v1/approvals/a%2Fb%3Fc");
     }
 
+    /// An approval with these values and empty others.
+    fn approval(id: &str, status: ApprovalStatus, tool: &str) -> Approval {
+        Approval {
+            request: NewApproval {
+                id: id.into(),
+                created_at_ms: 0,
+                expires_at_ms: 0,
+                request_id: String::new(),
+                principal: String::new(),
+                tenant: None,
+                route: String::new(),
+                server: String::new(),
+                tool: tool.into(),
+                arguments: Value::Null,
+                findings: Value::Null,
+                reasons: Vec::new(),
+                instance: String::new(),
+            },
+            status,
+            decided_by: None,
+            decided_at_ms: None,
+            decision_reason: None,
+        }
+    }
+
     #[test]
     fn blocks_show_every_field() {
-        let approval = ApprovalView {
-            id: "apr_1".into(),
-            status: "denied".into(),
-            tool: "send\u{1b}[2J".into(),
-            arguments: serde_json::json!({"to": "a@b"}),
-            reasons: vec!["one".into(), "two".into()],
-            decided_by: Some("alice".into()),
-            decided_at_ms: Some(0),
-            decision_reason: Some("no".into()),
-            ..ApprovalView::default()
-        };
+        let mut approval = approval("apr_1", ApprovalStatus::Denied, "send\u{1b}[2J");
+        approval.request.arguments = serde_json::json!({"to": "a@b"});
+        approval.request.reasons = vec!["one".into(), "two".into()];
+        approval.decided_by = Some("alice".into());
+        approval.decided_at_ms = Some(0);
+        approval.decision_reason = Some("no".into());
         let text = block(&approval);
         assert!(
             text.starts_with("id:             apr_1\nstatus:         denied\n"),
@@ -530,18 +535,10 @@ mod tests {
     #[test]
     fn tables_align_their_columns() {
         let list = vec![
-            ApprovalView {
-                id: "apr_1".into(),
-                status: "pending".into(),
-                tool: "send_email".into(),
-                ..ApprovalView::default()
-            },
-            ApprovalView {
-                id: "apr_22".into(),
-                status: "denied".into(),
-                tool: "x".into(),
+            approval("apr_1", ApprovalStatus::Pending, "send_email"),
+            Approval {
                 decided_by: Some("alice".into()),
-                ..ApprovalView::default()
+                ..approval("apr_22", ApprovalStatus::Denied, "x")
             },
         ];
         let text = table(&list);
