@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use portcullis_core::hex;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 
@@ -30,35 +32,21 @@ impl Digest {
     }
 }
 
-/// Decodes exactly `out.len()` bytes of lowercase hex; `None` on wrong length or a non-hex digit.
+/// Decodes exactly `out.len()` bytes of lowercase hex; `None` on wrong length, a non-hex digit
+/// or an uppercase one (each value has one spelling).
 pub(crate) fn decode_hex(text: &str, out: &mut [u8]) -> Option<()> {
-    let bytes = text.as_bytes();
-    if bytes.len() != out.len() * 2 {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) || text.len() != out.len() * 2 {
         return None;
     }
-    for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        *slot = (lower_hex_value(pair[0])? << 4) | lower_hex_value(pair[1])?;
+    for (slot, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *slot = (hex::digit(pair[0])? << 4) | hex::digit(pair[1])?;
     }
     Some(())
 }
 
-fn lower_hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    }
-}
-
 /// Lowercase hex.
 pub(crate) fn encode_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    hex::encode(bytes)
 }
 
 impl fmt::Display for Digest {

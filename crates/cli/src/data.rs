@@ -41,7 +41,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lowercase hex of a digest.
 pub(crate) fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    portcullis_core::hex::encode(digest)
 }
 
 /// Reads a whole file, with its path in the error.

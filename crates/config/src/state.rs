@@ -483,7 +483,7 @@ pub(crate) fn validate_admin(errors: &mut Vec<ConfigError>, raw: &RawAdmin) -> A
             ("token_file", &token.token_file),
         );
         let source = match (&token.sha256, secret) {
-            (Some(hex), None) => match parse_sha256(hex) {
+            (Some(hex), None) => match portcullis_core::hex::decode::<32>(hex) {
                 Some(digest) => AdminTokenSource::Sha256(digest),
                 None => {
                     errors.push(ConfigError::new(
@@ -529,19 +529,6 @@ pub(crate) fn validate_admin(errors: &mut Vec<ConfigError>, raw: &RawAdmin) -> A
             28_800_000,
         ),
     }
-}
-
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// One of an `_env` / `_file` pair, or none; both set is an error. Shared by every secret in

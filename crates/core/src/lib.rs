@@ -5,6 +5,7 @@
 //! Portcullis crate. Start with [`Secret`] and [`OnError`].
 #![warn(missing_docs)]
 
+pub mod hex;
 mod id;
 mod secret;
 mod tool;

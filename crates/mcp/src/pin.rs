@@ -3,7 +3,6 @@
 //! that was approved with a harmless description swaps in a malicious one).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -22,9 +21,7 @@ pub fn fingerprint(tool: &Value) -> String {
     let digest = Sha256::digest(canonical.as_bytes());
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
-    for byte in digest {
-        let _ = write!(out, "{byte:02x}");
-    }
+    out.push_str(&portcullis_core::hex::encode(&digest));
     out
 }
 

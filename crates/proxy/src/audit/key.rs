@@ -35,24 +35,7 @@ pub(super) fn signer(source: &CredentialSource) -> Result<Signer, AuditError> {
 
 /// 64 hex digits (either case, surrounding whitespace ignored) as 32 bytes.
 fn hex_seed(bytes: &[u8]) -> Option<[u8; 32]> {
-    let text = std::str::from_utf8(bytes).ok()?.trim().as_bytes();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut seed = [0u8; 32];
-    for (slot, pair) in seed.iter_mut().zip(text.chunks_exact(2)) {
-        *slot = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
-    }
-    Some(seed)
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
+    portcullis_core::hex::decode(std::str::from_utf8(bytes).ok()?.trim())
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ impl AuditLog {
         tracing::info!(
             instance = %instance,
             key_id = public_key.map(|k| k.key_id().to_string()),
-            public_key = public_key.map(|k| hex(k.as_bytes())),
+            public_key = public_key.map(|k| portcullis_core::hex::encode(k.as_bytes())),
             sinks = settings.sinks.len(),
             "audit log started"
         );
@@ -234,10 +234,6 @@ impl AuditLog {
             );
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn content_mode(content: AuditContent) -> ContentMode {

@@ -1,6 +1,8 @@
 //! `application/x-www-form-urlencoded` (login and decision forms, query strings) and percent
 //! decoding of path segments, as browsers encode them.
 
+use portcullis_core::hex;
+
 /// A form or query string that does not decode to UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NotUtf8;
@@ -40,27 +42,20 @@ fn decode(input: &[u8], plus_is_space: bool) -> Result<String, NotUtf8> {
     while i < input.len() {
         match input[i] {
             b'+' if plus_is_space => out.push(b' '),
-            b'%' if i + 2 < input.len() => match (hex(input[i + 1]), hex(input[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
+            b'%' if i + 2 < input.len() => {
+                match (hex::digit(input[i + 1]), hex::digit(input[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
                 }
-                _ => out.push(b'%'),
-            },
+            }
             byte => out.push(byte),
         }
         i += 1;
     }
     String::from_utf8(out).map_err(|_| NotUtf8)
-}
-
-fn hex(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -127,16 +127,9 @@ impl Sessions {
     fn random_hex(&self) -> Result<String, Unavailable> {
         let mut bytes = [0u8; 32];
         self.random.fill(&mut bytes).map_err(|_| Unavailable)?;
-        let mut hex = String::with_capacity(64);
-        for byte in bytes {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        Ok(hex)
+        Ok(portcullis_core::hex::encode(&bytes))
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
