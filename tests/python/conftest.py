@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import openai
 import pytest
+from mcp_client import FixtureServers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_HINT = "cargo build -p portcullis-cli -p portcullis-testkit"
@@ -440,3 +441,13 @@ def routed(session_launcher: Launcher) -> Iterator[Routed]:
 def anyio_backend() -> str:
     """The event loop for `@pytest.mark.anyio` tests (the MCP SDK tests): asyncio."""
     return "asyncio"
+
+
+@pytest.fixture
+def fixtures(tmp_path: Path) -> Iterator[FixtureServers]:
+    """MCP fixture servers (official SDK) for one test, all stopped when it ends."""
+    servers = FixtureServers(tmp_path)
+    try:
+        yield servers
+    finally:
+        servers.stop_all()

@@ -130,123 +130,119 @@ def records_of(lines: list[str], instance: str) -> int:
 
 
 async def test_kill_9_under_load_loses_no_acknowledged_audit_record_or_approval(
-    launcher: Launcher, binaries: Binaries, tmp_path: Path
+    launcher: Launcher, binaries: Binaries, fixtures: FixtureServers, tmp_path: Path
 ):
-    fixtures = FixtureServers(tmp_path)
-    try:
-        fixture = fixtures.http()
-        mock = launcher.mock()
-        token = secrets.token_urlsafe(24)
-        seed = secrets.token_bytes(32)
-        key_file = tmp_path / "audit.key"
-        key_file.write_text(seed.hex(), encoding="utf-8")
-        jsonl = tmp_path / "audit.jsonl"
-        admin_port = free_port()
-        config = launcher.config_file(
-            f"default_upstream: mock\nupstreams:\n  - name: mock\n    url: {mock.base_url}\n"
-            "mcp:\n  servers:\n"
-            f"    - name: tools\n      url: {fixture.url}\n      tools: {TOOL_LABELS}\n"
-            f"store:\n  path: {tmp_path / 'state.db'}\n"
-            "audit:\n  sinks: [store, jsonl]\n"
-            f"  jsonl_path: {jsonl}\n  signing_key_file: {key_file}\n"
-            "  checkpoint_every_records: 25\n"
-            "approvals:\n  timeout_ms: 600000\n"
-            f"admin:\n  listen: 127.0.0.1:{admin_port}\n  tokens:\n"
-            f"    - name: ops\n      role: viewer\n"
-            f"      sha256: {hashlib.sha256(token.encode()).hexdigest()}\n"
+    fixture = fixtures.http()
+    mock = launcher.mock()
+    token = secrets.token_urlsafe(24)
+    seed = secrets.token_bytes(32)
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(seed.hex(), encoding="utf-8")
+    jsonl = tmp_path / "audit.jsonl"
+    admin_port = free_port()
+    config = launcher.config_file(
+        f"default_upstream: mock\nupstreams:\n  - name: mock\n    url: {mock.base_url}\n"
+        "mcp:\n  servers:\n"
+        f"    - name: tools\n      url: {fixture.url}\n      tools: {TOOL_LABELS}\n"
+        f"store:\n  path: {tmp_path / 'state.db'}\n"
+        "audit:\n  sinks: [store, jsonl]\n"
+        f"  jsonl_path: {jsonl}\n  signing_key_file: {key_file}\n"
+        "  checkpoint_every_records: 25\n"
+        "approvals:\n  timeout_ms: 600000\n"
+        f"admin:\n  listen: 127.0.0.1:{admin_port}\n  tokens:\n"
+        f"    - name: ops\n      role: viewer\n"
+        f"      sha256: {hashlib.sha256(token.encode()).hexdigest()}\n"
+    )
+    gateway = launcher.gateway(config=config)
+    started = gateway.process.wait_for_line(
+        "stderr",
+        lambda line: json.loads(line) if '"audit log started"' in line else None,
+        10,
+    )
+    instance, public_key = started["instance"], started["public_key"]
+    admin = f"127.0.0.1:{admin_port}"
+    watcher = Watcher(gateway.addr, admin, token)
+    watcher.start()
+    stop = threading.Event()
+    counts: list[int] = []
+    failures: list = []
+    threads = [
+        threading.Thread(
+            target=chat_load, args=(gateway.addr, stop, counts, failures), daemon=True
         )
-        gateway = launcher.gateway(config=config)
-        started = gateway.process.wait_for_line(
-            "stderr",
-            lambda line: (r := json.loads(line)) if '"audit log started"' in line else None,
-            10,
-        )
-        instance, public_key = started["instance"], started["public_key"]
-        admin = f"127.0.0.1:{admin_port}"
-        watcher = Watcher(gateway.addr, admin, token)
-        watcher.start()
-        stop = threading.Event()
-        counts: list[int] = []
-        failures: list = []
-        threads = [
-            threading.Thread(
-                target=chat_load, args=(gateway.addr, stop, counts, failures), daemon=True
-            )
-            for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
 
-        async def held_call() -> None:
-            # The connection dies with the process: whatever the client sees is fine here.
-            try:
-                async with open_http(f"{gateway.url}/mcp/tools", timeout=60) as session:
-                    await session.call_tool("fetch_url", {"url": "https://bakery.test/"})
-                    await session.call_tool("send_email", {"to": "a@example.com", "body": "x"})
-            except BaseException:  # noqa: BLE001 - the kill ends these calls any way it likes
-                pass
+    async def held_call() -> None:
+        # The connection dies with the process: whatever the client sees is fine here.
+        try:
+            async with open_http(f"{gateway.url}/mcp/tools", timeout=60) as session:
+                await session.call_tool("fetch_url", {"url": "https://bakery.test/"})
+                await session.call_tool("send_email", {"to": "a@example.com", "body": "x"})
+        except BaseException:  # noqa: BLE001 - the kill ends these calls any way it likes
+            pass
 
-        with anyio.fail_after(60):
-            async with anyio.create_task_group() as group:
-                for _ in range(HELD_CALLS):
-                    group.start_soon(held_call)
-                deadline = time.monotonic() + 15
-                while len(watcher.approvals) < HELD_CALLS and time.monotonic() < deadline:
-                    await anyio.sleep(0.05)
-                await anyio.sleep(LOAD_S)
-                assert counts, f"no chat request succeeded under load: {failures[:5]}"
-                # Kill in the middle of the load: no drain, no final checkpoint.
-                gateway.process.popen.send_signal(signal.SIGKILL)
-                gateway.process.popen.wait(timeout=10)
-                stop.set()
-                watcher.stop.set()
-                watcher.join(timeout=5)
-                group.cancel_scope.cancel()
-        for thread in threads:
-            thread.join(timeout=10)
-        acknowledged, approvals = watcher.written, set(watcher.approvals)
-        assert acknowledged > 50, f"too little load to test anything: {acknowledged} records"
-        assert len(approvals) == HELD_CALLS, approvals
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as group:
+            for _ in range(HELD_CALLS):
+                group.start_soon(held_call)
+            deadline = time.monotonic() + 15
+            while len(watcher.approvals) < HELD_CALLS and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+            await anyio.sleep(LOAD_S)
+            assert counts, f"no chat request succeeded under load: {failures[:5]}"
+            # Kill in the middle of the load: no drain, no final checkpoint.
+            gateway.process.popen.send_signal(signal.SIGKILL)
+            gateway.process.popen.wait(timeout=10)
+            stop.set()
+            watcher.stop.set()
+            watcher.join(timeout=5)
+            group.cancel_scope.cancel()
+    for thread in threads:
+        thread.join(timeout=10)
+    acknowledged, approvals = watcher.written, set(watcher.approvals)
+    assert acknowledged > 50, f"too little load to test anything: {acknowledged} records"
+    assert len(approvals) == HELD_CALLS, approvals
 
-        # The store: every acknowledged record is there, and the chain and signatures hold.
-        export = tmp_path / "export.jsonl"
-        done = cli(binaries, "audit", "export", "--config", str(config), "--output", str(export))
-        assert done.returncode == 0, done.stderr
-        exported = export.read_text(encoding="utf-8").splitlines()
-        in_store = records_of(exported, instance)
-        assert in_store >= acknowledged, (in_store, acknowledged)
-        verified = cli(binaries, "audit", "verify", "--key", public_key, str(export))
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+    # The store: every acknowledged record is there, and the chain and signatures hold.
+    export = tmp_path / "export.jsonl"
+    done = cli(binaries, "audit", "export", "--config", str(config), "--output", str(export))
+    assert done.returncode == 0, done.stderr
+    exported = export.read_text(encoding="utf-8").splitlines()
+    in_store = records_of(exported, instance)
+    assert in_store >= acknowledged, (in_store, acknowledged)
+    verified = cli(binaries, "audit", "verify", "--key", public_key, str(export))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
-        # The JSONL file: as many complete records; only a final, unacknowledged line may be cut.
-        raw = jsonl.read_bytes()
-        complete = raw[: raw.rfind(b"\n") + 1]
-        torn = raw[len(complete):]
-        assert records_of(complete.decode().splitlines(), instance) >= acknowledged
-        whole = tmp_path / "whole.jsonl"
-        whole.write_bytes(complete)
-        verified = cli(binaries, "audit", "verify", "--key", public_key, str(whole))
-        assert verified.returncode == 0, verified.stdout + verified.stderr
-        print(
-            f"acknowledged {acknowledged}, store {in_store}, "
-            f"torn tail {len(torn)} bytes, approvals {len(approvals)}"
-        )
+    # The JSONL file: as many complete records; only a final, unacknowledged line may be cut.
+    raw = jsonl.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    torn = raw[len(complete):]
+    assert records_of(complete.decode().splitlines(), instance) >= acknowledged
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(complete)
+    verified = cli(binaries, "audit", "verify", "--key", public_key, str(whole))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    print(
+        f"acknowledged {acknowledged}, store {in_store}, "
+        f"torn tail {len(torn)} bytes, approvals {len(approvals)}"
+    )
 
-        # Restart on the same store: every approval is still there, and a new chain follows.
-        again = launcher.gateway(config=config)
-        headers = {"authorization": f"Bearer {token}"}
-        status, body = get(admin, "/admin/v1/approvals?limit=100", headers)
-        assert status == 200, body
-        after = {a["id"]: a for a in json.loads(body)["data"]}
-        assert approvals <= set(after), approvals - set(after)
-        for approval_id in approvals:
-            assert after[approval_id]["tool"] == "send_email"
-        status, _ = get(again.addr, "/healthz")
-        assert status == 200
-        again.stop()
-        done = cli(binaries, "audit", "export", "--config", str(config), "--output", str(export))
-        assert done.returncode == 0, done.stderr
-        verified = cli(binaries, "audit", "verify", "--key", public_key, str(export))
-        assert verified.returncode == 0, verified.stdout + verified.stderr
-    finally:
-        fixtures.stop_all()
+    # Restart on the same store: every approval is still there, and a new chain follows.
+    again = launcher.gateway(config=config)
+    headers = {"authorization": f"Bearer {token}"}
+    status, body = get(admin, "/admin/v1/approvals?limit=100", headers)
+    assert status == 200, body
+    after = {a["id"]: a for a in json.loads(body)["data"]}
+    assert approvals <= set(after), approvals - set(after)
+    for approval_id in approvals:
+        assert after[approval_id]["tool"] == "send_email"
+    status, _ = get(again.addr, "/healthz")
+    assert status == 200
+    again.stop()
+    done = cli(binaries, "audit", "export", "--config", str(config), "--output", str(export))
+    assert done.returncode == 0, done.stderr
+    verified = cli(binaries, "audit", "verify", "--key", public_key, str(export))
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -60,15 +60,6 @@ INIT_BODY = json.dumps(
 )
 
 
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[FixtureServers]:
-    launched = FixtureServers(tmp_path)
-    try:
-        yield launched
-    finally:
-        launched.stop_all()
-
-
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> Iterator[FixtureHttpServer]:
     """One server without flags, shared by the tests that do not depend on its state."""
@@ -177,8 +168,8 @@ async def test_http_tool_errors_are_results(plain: FixtureHttpServer):
         assert raised.value.error.code == -32602
 
 
-async def test_http_rug_pull_changes_add_after_the_first_listing(servers: FixtureServers):
-    server = servers.http("--rug-pull")
+async def test_http_rug_pull_changes_add_after_the_first_listing(fixtures: FixtureServers):
+    server = fixtures.http("--rug-pull")
     async with open_http(server.url) as session:
         first = await tool_descriptions(session)
         second = await tool_descriptions(session)
@@ -194,8 +185,8 @@ async def test_http_rug_pull_changes_add_after_the_first_listing(servers: Fixtur
         assert (await tool_descriptions(session))["add"] == ADD_DESCRIPTION_RUG_PULLED
 
 
-async def test_http_poisoned_adds_weather(servers: FixtureServers):
-    server = servers.http("--poisoned")
+async def test_http_poisoned_adds_weather(fixtures: FixtureServers):
+    server = fixtures.http("--poisoned")
     async with open_http(server.url) as session:
         descriptions = await tool_descriptions(session)
         assert await call_tool_text(session, "weather", {"city": "Oslo"}) == (
@@ -233,8 +224,8 @@ def test_http_host_header_checks(plain: FixtureHttpServer):
     assert status == 404 and b"Session not found" in body
 
 
-def test_http_json_response_mode(servers: FixtureServers):
-    server = servers.http("--json-response")
+def test_http_json_response_mode(fixtures: FixtureServers):
+    server = fixtures.http("--json-response")
     status, headers, body = raw_post(server, INIT_BODY, MCP_HEADERS)
     assert status == 200
     assert headers["content-type"] == "application/json"

@@ -98,15 +98,6 @@ INIT_PARAMS = {
 # --- helpers -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fixtures(tmp_path: Path) -> Iterator[FixtureServers]:
-    servers = FixtureServers(tmp_path)
-    try:
-        yield servers
-    finally:
-        servers.stop_all()
-
-
 def yaml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(item) for item in items) + "]"
 
