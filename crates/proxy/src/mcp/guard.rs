@@ -44,8 +44,7 @@ pub(crate) struct McpContext<'a> {
     /// Inspect and decide at all (`guard.routes.mcp.enabled`); off, messages only pass.
     pub(crate) enabled: bool,
     /// Where messages an upstream sends before its response go (the client's SSE stream).
-    /// `Value::Null` is a keep-alive: an SSE comment, no message.
-    pub(crate) relay: Option<tokio::sync::mpsc::Sender<Value>>,
+    pub(crate) relay: Option<tokio::sync::mpsc::Sender<super::Relayed>>,
     /// Process-wide services: approvals (held calls) and the audit log.
     pub(crate) services: &'a crate::services::Services,
     /// The client request's id (its `x-request-id` when valid, else a fresh one), for audit

@@ -54,7 +54,7 @@ use guard::{CallOutcome, HoldRequest, ResultOutcome, tool_error_result};
 use crate::approvals::{HoldError, Outcome};
 use crate::services::Services;
 use portcullis_audit::Action;
-pub(crate) use upstream::{HttpClient, Upstream, http_client};
+pub(crate) use upstream::{HttpClient, Relayed, Upstream, http_client};
 use upstream::{SESSION_HEADER, VERSION_HEADER};
 
 /// How long a client may take to send one message body.
@@ -350,7 +350,7 @@ async fn answer_request(
     session: Arc<McpSession>,
     call: Call,
 ) -> Response<ProxyBody> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(RELAY_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Relayed>(RELAY_QUEUE);
     let (snapshot, metrics, pins) = (snapshot.clone(), metrics.clone(), state.pins.clone());
     let services = services.clone();
     tokio::spawn(async move {
@@ -376,26 +376,29 @@ async fn answer_request(
         )
         .await;
         // The client may be gone; the call still ran to its end, as the spec asks.
-        let _ = tx.send(answer).await;
+        let _ = tx.send(Relayed::Message(answer)).await;
     });
     let Some(first) = rx.recv().await else {
         return McpReject::Upstream("the request task ended without an answer".into())
             .into_response();
     };
-    if is_response(&first) {
-        return json_response(StatusCode::OK, &first);
+    if let Relayed::Message(answer) = &first
+        && is_response(answer)
+    {
+        return json_response(StatusCode::OK, answer);
     }
     let events = futures_util::stream::unfold(Some((Some(first), rx)), |state| async move {
         let (pending, mut rx) = state?;
-        let message = match pending {
-            Some(message) => message,
+        let relayed = match pending {
+            Some(relayed) => relayed,
             None => rx.recv().await?,
         };
-        let last = is_response(&message);
-        let text = if message.is_null() {
-            ": waiting for approval\n\n".to_owned()
-        } else {
-            format!("event: message\ndata: {message}\n\n")
+        let (text, last) = match relayed {
+            Relayed::KeepAlive => (": waiting for approval\n\n".to_owned(), false),
+            Relayed::Message(message) => (
+                format!("event: message\ndata: {message}\n\n"),
+                is_response(&message),
+            ),
         };
         let frame = Ok::<_, crate::body::BodyError>(http_body::Frame::data(Bytes::from(text)));
         Some((frame, (!last).then_some((None, rx))))
@@ -683,7 +686,7 @@ async fn hold_for_approval(cx: &McpContext<'_>, hold: HoldRequest) -> CallOutcom
         let every = hub.keepalive();
         tokio::spawn(async move {
             loop {
-                if relay.send(Value::Null).await.is_err() {
+                if relay.send(Relayed::KeepAlive).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(every).await;
@@ -793,7 +796,7 @@ async fn forward(
     id: &Value,
     raw: Map<String, Value>,
     timeout: Duration,
-    relay: Option<&tokio::sync::mpsc::Sender<Value>>,
+    relay: Option<&tokio::sync::mpsc::Sender<Relayed>>,
 ) -> Value {
     let message = Value::Object(raw);
     match session.upstream.request(&message, id, timeout, relay).await {

@@ -55,6 +55,15 @@ pub(crate) fn http_client() -> Result<HttpClient, rustls::Error> {
     Ok(Client::builder(TokioExecutor::new()).build(tls))
 }
 
+/// What goes to a request's client while it waits for its answer (the client's SSE stream).
+#[derive(Debug)]
+pub(crate) enum Relayed {
+    /// A message: the upstream's own (progress, sampling, elicitation) or, last, the answer.
+    Message(Value),
+    /// Nothing to say yet: an SSE comment keeps the connection open (a held call).
+    KeepAlive,
+}
+
 /// Why an upstream exchange failed. Each becomes a JSON-RPC error for the client.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
@@ -139,7 +148,7 @@ impl Upstream {
         message: &Value,
         id: &Value,
         timeout: Duration,
-        relay: Option<&mpsc::Sender<Value>>,
+        relay: Option<&mpsc::Sender<Relayed>>,
     ) -> Result<Value, UpstreamError> {
         let exchange = async {
             match self {
@@ -277,7 +286,7 @@ impl HttpUpstream {
         &self,
         message: &Value,
         id: &Value,
-        relay: Option<&mpsc::Sender<Value>>,
+        relay: Option<&mpsc::Sender<Relayed>>,
     ) -> Result<Value, UpstreamError> {
         match self.post(message).await? {
             Posted::Accepted => Err(UpstreamError::Invalid("202 for a request".into())),
@@ -296,7 +305,7 @@ impl HttpUpstream {
         &self,
         mut body: hyper::body::Incoming,
         id: &Value,
-        relay: Option<&mpsc::Sender<Value>>,
+        relay: Option<&mpsc::Sender<Relayed>>,
     ) -> Result<Value, UpstreamError> {
         let mut framer = portcullis_openai::SseFramer::new(self.max_message_bytes);
         // Notifications may come before the response: the stream as a whole is bounded too.
@@ -338,7 +347,7 @@ impl HttpUpstream {
                         if let Some(relay) = relay {
                             // A client that went away does not cancel the call (the spec says
                             // so); its messages are then dropped.
-                            let _ = relay.send(other.into_value()).await;
+                            let _ = relay.send(Relayed::Message(other.into_value())).await;
                         }
                     }
                     Err(e) => return Err(UpstreamError::Invalid(e.to_string())),
