@@ -30,15 +30,20 @@ pub(crate) struct Loaded {
     pub(crate) fingerprint: u64,
 }
 
+/// A config file's text and its parsed (not yet validated) form, errors naming the file.
+pub(crate) fn read_raw(path: &Path) -> anyhow::Result<(String, RawConfig)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = parse_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok((text, raw))
+}
+
 impl Source {
     /// Reads, parses, validates and builds.
     pub(crate) fn load(&self) -> anyhow::Result<Loaded> {
         match self {
             Self::File { path, listen } => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let mut raw =
-                    parse_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+                let (text, mut raw) = read_raw(path)?;
                 if listen.is_some() {
                     raw.listen.clone_from(listen);
                 }

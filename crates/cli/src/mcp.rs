@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use portcullis_config::{Config, RawConfig, parse_yaml};
+use portcullis_config::{Config, RawConfig};
 use portcullis_telemetry::Metrics;
 
 /// `portcullis mcp`.
@@ -49,11 +49,7 @@ pub(crate) async fn run(args: McpArgs) -> anyhow::Result<()> {
 
 async fn stdio(args: StdioArgs) -> anyhow::Result<()> {
     let mut raw = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            parse_yaml(&text).with_context(|| format!("in {}", path.display()))?
-        }
+        Some(path) => crate::load::read_raw(path)?.1,
         None => RawConfig::default(),
     };
     if let Some(dir) = &args.policy {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use portcullis_audit::{Line, Target};
-use portcullis_config::{Config, StoreSettings, parse_yaml};
+use portcullis_config::{Config, StoreSettings};
 use portcullis_store::{AuditLine, Store};
 
 /// Lines asked of the store per query.
@@ -67,9 +67,7 @@ async fn open(args: &StoreArgs) -> anyhow::Result<Store> {
     let Some(path) = &args.config else {
         bail!("give the gateway's configuration file (--config or PORTCULLIS_CONFIG)");
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let raw = parse_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    let (_, raw) = crate::load::read_raw(path)?;
     let config = Config::from_raw(&raw).with_context(|| format!("in {}", path.display()))?;
     if let StoreSettings::Sqlite { path: db } = &config.store
         && !db.exists()
