@@ -275,6 +275,43 @@ async fn sighup_and_file_changes_reload_and_invalid_configs_keep_the_old_one() {
     assert_eq!(first.requests().len(), 2);
 }
 
+/// `store`, `audit`, `approvals` and `admin` are opened once at start: a reload that changes one
+/// is refused (logged with the section, counted) and the running configuration stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changing_a_start_only_section_is_refused() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config(&mock)).unwrap();
+    let mut gateway = Portcullis::start(&["--config", path.to_str().unwrap()]);
+    for (section, yaml) in [
+        ("approvals", "approvals:\n  timeout_ms: 1000\n"),
+        ("audit", "audit:\n  content: hash\n"),
+        ("store", "store:\n  path: other.db\n"),
+    ] {
+        std::fs::write(&path, format!("{}{yaml}", config(&mock))).unwrap();
+        gateway.signal("HUP");
+        let refused = gateway.wait_for_log(
+            "configuration reload refused: this section cannot change while running; restart to apply",
+        );
+        assert_eq!(refused["section"], section, "{refused}");
+        gateway.logs.lock().unwrap().clear();
+    }
+    let url = gateway.url("/v1/chat/completions");
+    let status = tokio::task::spawn_blocking(move || http("POST", &url, Some(&chat("mock-gpt"))).0)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let metrics_url = gateway.url("/metrics");
+    let metrics = tokio::task::spawn_blocking(move || http("GET", &metrics_url, None).1)
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_config_reload_total{result=\"error\"} 3"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests_then_exits() {
     let mock = MockUpstream::start().await.unwrap();
