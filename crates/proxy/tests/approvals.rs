@@ -436,3 +436,40 @@ async fn the_human_decision_is_audited_after_the_policy_decision() {
         events[0]["request_id"].as_str().unwrap()
     );
 }
+
+/// An approval whose holder died (another instance, past its expiry, still pending) is expired
+/// by this process's sweeper, so it does not stay pending in the console forever.
+#[tokio::test]
+async fn a_dead_holders_overdue_approval_is_expired_by_the_sweeper() {
+    let setup = setup("  timeout_ms: 20000\n").await;
+    let store = setup.hub.store();
+    let orphan = portcullis_store::NewApproval {
+        id: "apr_orphan".into(),
+        created_at_ms: 1_000,
+        expires_at_ms: 2_000,
+        request_id: "gone".into(),
+        principal: "anonymous".into(),
+        tenant: None,
+        route: "mcp".into(),
+        server: "tools".into(),
+        tool: "send_email".into(),
+        arguments: json!({}),
+        findings: json!([]),
+        reasons: vec![],
+        instance: "a-dead-replica".into(),
+    };
+    store.create_approval(&orphan).await.unwrap();
+    // The sweeper runs every 5 s.
+    let mut status = ApprovalStatus::Pending;
+    for _ in 0..160 {
+        status = store.approval("apr_orphan").await.unwrap().unwrap().status;
+        if status != ApprovalStatus::Pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, ApprovalStatus::Expired);
+    let swept = store.approval("apr_orphan").await.unwrap().unwrap();
+    assert_eq!(swept.decided_by.as_deref(), Some("system"));
+    setup.gateway.shutdown().await;
+}
