@@ -7,10 +7,12 @@
 
 pub mod hex;
 mod id;
+mod principal;
 mod secret;
 mod tool;
 
 pub use id::RequestId;
+pub use principal::{AuthMethod, Principal, ServiceAccount};
 pub use secret::Secret;
 pub use tool::ToolLabel;
 
