@@ -56,6 +56,15 @@ pub struct RawConfig {
     /// The admin listener: the approvals REST API and the web console.
     #[serde(default)]
     pub admin: RawAdmin,
+    /// Who may call: API keys, JWT issuers (OIDC, Kubernetes service accounts), anonymous.
+    #[serde(default)]
+    pub auth: crate::auth::RawAuth,
+    /// Request rates and token budgets per principal, tenant and model.
+    #[serde(default)]
+    pub rate_limits: crate::limits::RawRateLimits,
+    /// OpenTelemetry trace export (OTLP/HTTP).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::RawTelemetry,
 }
 
 /// Where durable state lives.

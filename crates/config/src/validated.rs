@@ -124,6 +124,12 @@ pub struct Config {
     pub audit: Audit,
     /// Admin listener.
     pub admin: Admin,
+    /// Caller authentication.
+    pub auth: crate::auth::Auth,
+    /// Request rates and token budgets.
+    pub rate_limits: crate::limits::RateLimits,
+    /// Trace export.
+    pub telemetry: crate::telemetry::Telemetry,
     exact_models: HashMap<String, UpstreamId>,
     model_patterns: Vec<(Glob, UpstreamId)>,
 }
@@ -236,6 +242,9 @@ impl Config {
         let approvals = state::validate_approvals(&mut errors, &raw.approvals);
         let audit = state::validate_audit(&mut errors, &raw.audit);
         let admin = state::validate_admin(&mut errors, &raw.admin);
+        let auth = crate::auth::validate_auth(&mut errors, &raw.auth);
+        let rate_limits = crate::limits::validate_rate_limits(&mut errors, &raw.rate_limits);
+        let telemetry = crate::telemetry::validate_telemetry(&mut errors, &raw.telemetry);
         if admin.listen.is_some() && admin.listen == Some(listen) {
             errors.push(ConfigError::new(
                 "admin.listen",
@@ -260,6 +269,9 @@ impl Config {
             approvals,
             audit,
             admin,
+            auth,
+            rate_limits,
+            telemetry,
             exact_models,
             model_patterns,
         })
