@@ -1,4 +1,5 @@
-//! Durable state for Portcullis: approvals and audit lines.
+//! Durable state for Portcullis: approvals and audit lines, and the request and token counters
+//! of [`limits`].
 //!
 //! One [`Store`] API over two backends, both reached through sqlx (no compile-time query
 //! macros, so building needs no database):
@@ -41,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod limits;
 pub mod migrations;
 mod model;
 mod postgres;
@@ -50,6 +52,9 @@ mod sqlite;
 mod store;
 
 pub use error::{Error, Result};
+pub use limits::{
+    Admission, Ask, Budget, BudgetUsage, LimitError, LimitKind, Limiter, Refusal, Reservation,
+};
 pub use model::{
     Approval, ApprovalFilter, ApprovalStatus, AuditLine, AuditLineKind, NewApproval, Resolution,
     StoreConfig,
