@@ -8,9 +8,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod access;
 mod admin;
 mod audit;
 
+pub use access::{AuthOutcome, RateLimitOutcome};
 pub use admin::AdminSurface;
 pub use audit::{AuditOutcome, AuditSinkKind, AuditSinkWrite};
 
@@ -218,6 +220,7 @@ pub struct Metrics {
     approvals_held: Gauge,
     audit: audit::AuditMetrics,
     admin: admin::AdminMetrics,
+    access: access::AccessMetrics,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -423,6 +426,7 @@ impl Metrics {
         );
         let audit = audit::AuditMetrics::register(&mut registry);
         let admin = admin::AdminMetrics::register(&mut registry);
+        let access = access::AccessMetrics::register(&mut registry);
         let build_info = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
         build_info
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
@@ -454,6 +458,7 @@ impl Metrics {
             approvals_held,
             audit,
             admin,
+            access,
         }
     }
 
