@@ -53,6 +53,18 @@ pub struct RequestProbe {
     pub include_usage: bool,
     /// Number of chat messages (0 for other endpoints).
     pub messages: usize,
+    /// Bytes of prompt text as sent (message contents, `prompt`, `input`, JSON escapes
+    /// included): the base of a prompt-token estimate, not a count.
+    pub prompt_bytes: usize,
+}
+
+impl RequestProbe {
+    /// A cheap upper-leaning estimate of the prompt's tokens: about four bytes per token plus a
+    /// few tokens of framing per message, as OpenAI's own accounting adds.
+    pub fn prompt_tokens_estimate(&self) -> u64 {
+        let text = self.prompt_bytes.div_ceil(4) as u64;
+        text.saturating_add(4 * self.messages as u64)
+    }
 }
 
 #[derive(Deserialize)]
@@ -132,8 +144,19 @@ pub fn probe_request(endpoint: Endpoint, body: &[u8]) -> Result<RequestProbe, Ap
             "embeddings cannot be streamed",
         ));
     }
+    let raw_len = |raw: Option<&RawValue>| raw.map_or(0, |raw| raw.get().len());
+    let prompt_bytes = probe
+        .messages
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|message| raw_len(message.content))
+        .sum::<usize>()
+        + raw_len(probe.prompt)
+        + raw_len(probe.input);
     Ok(RequestProbe {
         model: probe.model,
+        prompt_bytes,
         stream,
         include_usage: probe
             .stream_options

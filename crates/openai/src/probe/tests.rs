@@ -23,9 +23,29 @@ fn a_valid_chat_request_is_probed() {
             model: "gpt-4o".into(),
             stream: true,
             include_usage: true,
-            messages: 3
+            messages: 3,
+            // "be brief" (10) + the content-part array (29), as sent; null is no text.
+            prompt_bytes: 39,
         }
     );
+    assert_eq!(probe.prompt_tokens_estimate(), 10 + 12);
+}
+
+#[test]
+fn prompt_bytes_cover_completions_and_embeddings_inputs() {
+    let probe = probe_request(
+        Endpoint::Completions,
+        br#"{"model":"m","prompt":"0123456789abcdef"}"#,
+    )
+    .unwrap();
+    assert_eq!(probe.prompt_bytes, 18);
+    assert_eq!(probe.prompt_tokens_estimate(), 5);
+    let probe = probe_request(
+        Endpoint::Embeddings,
+        br#"{"model":"m","input":["ab","cd"]}"#,
+    )
+    .unwrap();
+    assert_eq!(probe.prompt_bytes, 11);
 }
 
 #[test]
