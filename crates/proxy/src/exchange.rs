@@ -12,7 +12,7 @@
 //! is inserted, so unknown fields pass through and clean traffic is byte-identical to calling
 //! the upstream directly.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,10 +20,10 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use portcullis_config::{Config, DenyWith, RouteGuard};
-use portcullis_core::RequestId;
+use portcullis_core::{AuthMethod, Principal, RequestId};
 use portcullis_openai::{Endpoint, RequestProbe, probe_request};
 use portcullis_policy::Action;
-use portcullis_telemetry::{ExchangeRecord, Metrics, UpstreamFailure};
+use portcullis_telemetry::{AuthOutcome, ExchangeRecord, Metrics, UpstreamFailure};
 use serde::de::IgnoredAny;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -33,11 +33,17 @@ use crate::guard::stream::StreamGuard;
 use crate::guard::{
     self, AnswerGuard, AuditHandle, Auditing, Base, Denial, RequestOutcome, Verdict,
 };
+use crate::limits::{Charge, SettleOnDrop, UsageTap};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::server::Gateway;
 use crate::snapshot::{Snapshot, UpstreamRuntime};
 use crate::sse::SseBody;
+use crate::trace::{ExchangeFacts, ExchangeSpan, ModelCell, Propagation, Traces};
 use crate::upstream::{self, Outgoing};
+use crate::usage::{Usage, UsageCell};
+
+/// The anonymous caller, shared (the principal of phases before authentication).
+static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(Principal::anonymous_shared);
 
 /// Longest model name written to a log line.
 const MAX_LOGGED_MODEL_CHARS: usize = 100;
@@ -57,15 +63,33 @@ pub(crate) struct Exchange {
     pub(crate) reject: Option<(&'static str, &'static str)>,
     /// The policy's action (the stricter of request and answer) and whether it was shadowed.
     pub(crate) decision: Option<(Action, bool)>,
+    /// Who is calling, once authenticated.
+    pub(crate) principal: Option<Arc<portcullis_core::Principal>>,
+    /// The tokens the upstream reports, filled from the JSON answer or the stream's last chunk;
+    /// the trace span reads it when the response body ends.
+    pub(crate) usage: UsageCell,
+    /// The model the upstream says answered (`gen_ai.response.model`), filled like `usage`.
+    pub(crate) response_model: ModelCell,
+    /// Flagged finding categories of the exchange's decisions, without repeats.
+    pub(crate) findings: Vec<&'static str>,
+    /// The exchange's trace span, when traces are exported.
+    trace: Option<ExchangeSpan>,
+    /// A policy denial's own code (`prompt_injection`), for the span; `reject` holds the
+    /// bounded `policy_violation` the metrics count.
+    policy_code: Option<String>,
     started: Instant,
 }
 
 impl Exchange {
-    pub(crate) fn start<B>(request: &Request<B>) -> Self {
+    /// Starts an exchange (and, when `traces` is set, its span under the client's
+    /// `traceparent`).
+    pub(crate) fn start<B>(request: &Request<B>, traces: Option<&Traces>) -> Self {
         let client_id = request
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok());
+        let trace =
+            traces.map(|traces| ExchangeSpan::start(traces, request.method(), request.headers()));
         Self {
             id: RequestId::from_client_or_generate(client_id),
             route: "other",
@@ -75,13 +99,20 @@ impl Exchange {
             request_bytes: 0,
             reject: None,
             decision: None,
+            principal: None,
+            usage: UsageCell::default(),
+            response_model: ModelCell::default(),
+            findings: Vec::new(),
+            trace,
+            policy_code: None,
             started: Instant::now(),
         }
     }
 
-    /// Stamps the request id on the response, records metrics and writes the access log line.
+    /// Stamps the request id on the response, records metrics, writes the access log line and
+    /// hands the trace span to the response body (it ends when the body does).
     pub(crate) fn finish(
-        self,
+        mut self,
         response: &mut Response<ProxyBody>,
         snapshot: &Snapshot,
         metrics: &Metrics,
@@ -99,6 +130,10 @@ impl Exchange {
         }
         let status = response.status().as_u16();
         let duration = self.started.elapsed();
+        let trace_id = self.trace.as_ref().and_then(ExchangeSpan::trace_id);
+        if let Some(span) = self.trace.take() {
+            self.end_span(span, response);
+        }
         let model = self.model.unwrap_or_else(|| snapshot.model_label(None));
         tracing::info!(
             request_id = %self.id,
@@ -112,6 +147,7 @@ impl Exchange {
             reject = self.reject.map(|(_, code)| code),
             decision = self.decision.map(|(action, _)| guard::action_label(action)),
             shadow = self.decision.is_some_and(|(_, shadow)| shadow),
+            trace_id,
             "exchange"
         );
         metrics.exchange(&ExchangeRecord {
@@ -127,6 +163,71 @@ impl Exchange {
 }
 
 impl Exchange {
+    /// The authenticated caller (anonymous before authentication ran).
+    pub(crate) fn caller(&self) -> Arc<Principal> {
+        self.principal.clone().unwrap_or_else(|| ANONYMOUS.clone())
+    }
+
+    /// The trace headers the upstream request carries (when traces are exported): this
+    /// exchange's span replaces the client's `traceparent`.
+    pub(crate) fn propagation(&self) -> Option<&Propagation> {
+        self.trace.as_ref().and_then(ExchangeSpan::propagation)
+    }
+
+    /// Notes the request body's generation parameters (`max_tokens`, `temperature`) on the
+    /// span, and its messages when `capture_content` is on. Costs a parse of the body, only
+    /// when the span is recorded.
+    pub(crate) fn trace_request(&mut self, body: &[u8]) {
+        if let Some(span) = &mut self.trace {
+            span.request(body);
+        }
+    }
+
+    /// Records why the exchange was refused.
+    pub(crate) fn rejected(&mut self, reject: &Reject) {
+        self.reject = Some((reject.origin().label(), reject.code()));
+        if self.trace.is_some()
+            && let Reject::PolicyDenied { code, .. } = reject
+        {
+            self.policy_code = Some(code.clone());
+        }
+    }
+
+    /// Adds flagged finding categories (kept without repeats; categories, never texts).
+    pub(crate) fn found(&mut self, categories: &[&'static str]) {
+        for category in categories {
+            if !self.findings.contains(category) {
+                self.findings.push(category);
+            }
+        }
+    }
+
+    fn end_span(&self, span: ExchangeSpan, response: &mut Response<ProxyBody>) {
+        let facts = ExchangeFacts {
+            request_id: self.id.as_str(),
+            route: self.route,
+            requested_model: self.requested_model.as_deref(),
+            upstream: self.upstream.as_ref().map(|(name, _)| name.as_ref()),
+            status: response.status().as_u16(),
+            reject: self
+                .policy_code
+                .as_deref()
+                .or(self.reject.map(|(_, code)| code)),
+            decision: self
+                .decision
+                .map(|(action, shadow)| (guard::action_label(action), shadow)),
+            principal: self.principal.as_deref(),
+            findings: &self.findings,
+        };
+        let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
+        *response.body_mut() = span.finish(
+            &facts,
+            self.usage.clone(),
+            self.response_model.clone(),
+            body,
+        );
+    }
+
     /// Records a decision; the stricter action wins (deny > require_approval > redact > allow).
     fn decided(&mut self, verdict: &Verdict) {
         let rank = |action: Action| match action {
@@ -135,6 +236,7 @@ impl Exchange {
             Action::Redact => 1,
             Action::Allow => 0,
         };
+        self.found(&verdict.categories);
         let action = verdict.decision.action;
         let stricter = self
             .decision
@@ -157,9 +259,11 @@ pub(crate) async fn run(
     let (parts, body) = request.into_parts();
     let body = read_request_body(body, snapshot.config()).await?;
     ex.request_bytes = body.len() as u64;
+    ex.trace_request(&body);
     let probe = probe_request(endpoint, &body).map_err(Reject::InvalidRequest)?;
     ex.requested_model = Some(probe.model.chars().take(MAX_LOGGED_MODEL_CHARS).collect());
     let upstream = route(snapshot, ex, &probe)?;
+    let charge = limit(gateway, snapshot, ex, &probe).await?;
     let route_guard = snapshot.config().guard.route(endpoint.label());
     let (body, answer) = if route_guard.enabled {
         match inspect(
@@ -178,12 +282,126 @@ pub(crate) async fn run(
     } else {
         (body, None)
     };
+    let (body, strip_usage) = ask_for_usage(snapshot.config(), endpoint, &probe, &charge, body);
     let response = forward(gateway, ex, upstream, endpoint, &parts, body).await?;
     let limit = snapshot.config().limits.max_response_bytes;
+    let accounting = Accounting {
+        charge,
+        strip_usage,
+    };
     respond(
-        gateway, ex, upstream, &probe, response, permit, limit, answer,
+        gateway, ex, upstream, &probe, response, permit, limit, answer, accounting,
     )
     .await
+}
+
+/// Phase: authenticate. The caller's credential becomes a [`Principal`]; why a credential
+/// failed is logged and counted, never sent.
+pub(crate) async fn authenticate(
+    snapshot: &Snapshot,
+    headers: &http::HeaderMap,
+    metrics: &Metrics,
+) -> Result<Arc<Principal>, Reject> {
+    match snapshot.authenticator().authenticate(headers).await {
+        Ok(principal) => {
+            metrics.auth(match principal.auth {
+                AuthMethod::ApiKey => AuthOutcome::ApiKey,
+                AuthMethod::Jwt => AuthOutcome::Jwt,
+                AuthMethod::Anonymous => AuthOutcome::Anonymous,
+            });
+            Ok(principal)
+        }
+        Err(crate::auth::AuthError::Missing) => {
+            metrics.auth(AuthOutcome::Missing);
+            Err(Reject::Unauthenticated)
+        }
+        Err(crate::auth::AuthError::Invalid { reason }) => {
+            metrics.auth(AuthOutcome::Invalid);
+            tracing::info!(reason, "credential refused");
+            Err(Reject::Unauthenticated)
+        }
+        Err(crate::auth::AuthError::Unavailable) => {
+            metrics.auth(AuthOutcome::Unavailable);
+            tracing::warn!("credential not verified: the issuer's keys are unavailable");
+            Err(Reject::AuthUnavailable)
+        }
+    }
+}
+
+/// Phase: limit (rate limits and token budgets, `limits.rs`).
+async fn limit(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    ex: &Exchange,
+    probe: &RequestProbe,
+) -> Result<Option<Charge>, Reject> {
+    let config = &snapshot.config().rate_limits;
+    let Some(limiter) = gateway.services().limiter.as_ref() else {
+        return Ok(None);
+    };
+    if !config.is_enabled() {
+        return Ok(None);
+    }
+    let estimate = probe.prompt_tokens_estimate();
+    crate::limits::admit(
+        limiter,
+        config,
+        &ex.caller(),
+        &probe.model,
+        estimate,
+        gateway.metrics(),
+    )
+    .await
+}
+
+/// Asks a streaming upstream for usage when a token budget needs it and the client did not
+/// ask; returns the body to forward and whether the usage chunk must be kept from the client.
+fn ask_for_usage(
+    config: &Config,
+    endpoint: Endpoint,
+    probe: &RequestProbe,
+    charge: &Option<Charge>,
+    body: Bytes,
+) -> (Bytes, bool) {
+    let wanted = charge.as_ref().is_some_and(|c| c.counts_tokens)
+        && config.rate_limits.stream_usage
+        && probe.stream
+        && !probe.include_usage
+        && endpoint != Endpoint::Embeddings;
+    if !wanted {
+        return (body, false);
+    }
+    match crate::limits::request_stream_usage(&body) {
+        Some(rewritten) => (rewritten, true),
+        None => (body, false),
+    }
+}
+
+/// What the exchange owes its budgets once the answer is known.
+struct Accounting {
+    charge: Option<Charge>,
+    /// The gateway asked for stream usage the client did not: keep the usage chunk back.
+    strip_usage: bool,
+}
+
+/// The `usage` of a non-streamed answer; anything else in it is skipped, not parsed.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<serde_json::Value>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// Records a non-streamed answer's usage and settles the budgets with it.
+fn account(ex: &Exchange, usage: Option<&serde_json::Value>, charge: Option<Charge>) {
+    let usage = usage.and_then(Usage::from_json);
+    if let Some(usage) = usage {
+        ex.usage.set(usage);
+    }
+    if let Some(charge) = charge {
+        charge.settle(usage);
+    }
 }
 
 /// What the inspect phase hands on.
@@ -206,7 +424,9 @@ fn inspect(
     route_guard: RouteGuard,
     body: Bytes,
 ) -> Inspected {
+    let principal = ex.caller();
     let base = Base {
+        principal: &principal,
         route: endpoint.label(),
         model: &probe.model,
         upstream: &upstream.name,
@@ -217,6 +437,7 @@ fn inspect(
     let auditing = audit_log.map(|log| Auditing {
         log,
         request_id: ex.id.as_str(),
+        principal: &principal,
     });
     let outcome = guard::inspect_request(
         snapshot.guard(),
@@ -243,7 +464,8 @@ fn inspect(
                 canary: forward.canary,
                 metrics: gateway.metrics().clone(),
                 offered: forward.offered,
-                audit: audit_log.map(|log| AuditHandle::new(log.clone(), ex.id.as_str())),
+                audit: audit_log
+                    .map(|log| AuditHandle::new(log.clone(), ex.id.as_str(), principal.clone())),
             };
             Inspected::Forward(forward.body, Box::new(answer))
         }
@@ -326,6 +548,7 @@ async fn forward(
         content_length: Some(body.len() as u64),
         body: OutBody::Bytes(body),
         request_id: &ex.id,
+        trace: ex.propagation(),
     };
     let request = upstream::build_request(upstream, outgoing)?;
     let (response, elapsed) = upstream::send(upstream, request, gateway.metrics()).await?;
@@ -345,6 +568,7 @@ async fn respond(
     permit: OwnedSemaphorePermit,
     max_response_bytes: u64,
     answer: Option<Box<AnswerGuard>>,
+    accounting: Accounting,
 ) -> Result<Response<ProxyBody>, Reject> {
     let is_event_stream = response
         .headers()
@@ -354,18 +578,20 @@ async fn respond(
     if !(probe.stream && response.status().is_success() && is_event_stream) {
         let answer = answer.filter(|_| response.status().is_success());
         let Some(answer) = answer else {
-            return buffered_json(
-                gateway,
-                ex.route,
-                upstream,
-                response,
-                Some(permit),
-                max_response_bytes,
-            )
-            .await;
+            let (parts, bytes, UsageOnly { usage, model }) =
+                read_json(gateway, upstream, response, max_response_bytes).await?;
+            if let Some(model) = &model {
+                ex.response_model.set(model);
+            }
+            account(ex, usage.as_ref(), accounting.charge);
+            return send_json(gateway, ex.route, upstream, &parts, bytes, Some(permit));
         };
         let (parts, bytes, body) =
-            read_json(gateway, upstream, response, max_response_bytes).await?;
+            read_json::<serde_json::Value>(gateway, upstream, response, max_response_bytes).await?;
+        if let Some(model) = body.get("model").and_then(serde_json::Value::as_str) {
+            ex.response_model.set(model);
+        }
+        account(ex, body.get("usage"), accounting.charge);
         let route_guard = answer.guard;
         let endpoint = answer.endpoint;
         let (checked, verdict) = answer.inspect_answer(bytes, body);
@@ -378,6 +604,16 @@ async fn respond(
     let metrics = gateway.metrics().clone();
     let (parts, body) = response.into_parts();
     let stream_guard = answer.map(|answer| StreamGuard::new(*answer));
+    let usage = crate::sse::StreamUsage {
+        tap: UsageTap::new(
+            ex.usage.clone(),
+            accounting.strip_usage,
+            Some(ex.response_model.clone()),
+        ),
+        _settle: accounting
+            .charge
+            .map(|charge| SettleOnDrop::new(charge, ex.usage.clone())),
+    };
     let stream = SseBody::new(
         body,
         upstream.config.timeouts.idle,
@@ -385,6 +621,7 @@ async fn respond(
         upstream.name.clone(),
         metrics.clone(),
         stream_guard,
+        usage,
     );
     let gauges = vec![metrics.stream_started()];
     let tracked = Tracked::new(stream, ex.route, metrics, Some(permit), gauges);

@@ -94,6 +94,7 @@ pub(crate) async fn retrieve(
         body: OutBody::Bytes(Bytes::new()),
         content_length: None,
         request_id: &ex.id,
+        trace: ex.propagation(),
     };
     let request = upstream::build_request(upstream, outgoing)?;
     let (response, elapsed) = upstream::send(upstream, request, gateway.metrics()).await?;
@@ -144,6 +145,7 @@ async fn fetch_models(gateway: &Gateway, upstream: &UpstreamRuntime, ex: &Exchan
         body: OutBody::Bytes(Bytes::new()),
         content_length: None,
         request_id: &ex.id,
+        trace: ex.propagation(),
     };
     let result = async {
         let request = upstream::build_request(upstream, outgoing).ok()?;

@@ -52,6 +52,7 @@ pub(crate) async fn forward(
         body: OutBody::Stream(limited),
         content_length,
         request_id: &ex.id,
+        trace: ex.propagation(),
     };
     let request = upstream::build_request(upstream, outgoing)?;
     gateway.metrics().passthrough_forwarded(&upstream.name);

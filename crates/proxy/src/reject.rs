@@ -118,6 +118,23 @@ pub enum Reject {
     /// The audit log cannot take the decision's event (its queue is full) and
     /// `audit.on_full` is `block`: the exchange is refused rather than left unrecorded.
     AuditUnavailable,
+    /// No credential, or one that did not verify. Why it failed is logged, never sent.
+    Unauthenticated,
+    /// A JWT's issuer keys could not be fetched and none are cached.
+    AuthUnavailable,
+    /// A rate limit or token budget is spent.
+    RateLimited {
+        /// The rule's name.
+        rule: Arc<str>,
+        /// Which limit: `requests`, `tokens_per_minute` or `tokens_per_day`.
+        limit_kind: &'static str,
+        /// The limit.
+        limit: u64,
+        /// Whole seconds until the window that refused ends (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The rate-limit counters could not be read and `rate_limits.on_error` is `deny`.
+    RateLimitUnavailable,
 }
 
 impl Reject {
@@ -131,10 +148,15 @@ impl Reject {
             | Self::ModelNotFound { .. }
             | Self::RouteNotFound
             | Self::MethodNotAllowed { .. }
-            | Self::PolicyDenied { .. } => Origin::Client,
-            Self::Overloaded | Self::ShuttingDown | Self::PolicyFailed | Self::AuditUnavailable => {
-                Origin::Internal
-            }
+            | Self::PolicyDenied { .. }
+            | Self::Unauthenticated
+            | Self::RateLimited { .. } => Origin::Client,
+            Self::Overloaded
+            | Self::ShuttingDown
+            | Self::PolicyFailed
+            | Self::AuditUnavailable
+            | Self::AuthUnavailable
+            | Self::RateLimitUnavailable => Origin::Internal,
             Self::UpstreamConnect { .. }
             | Self::UpstreamTimeout { .. }
             | Self::UpstreamReset { .. }
@@ -153,8 +175,12 @@ impl Reject {
             | Self::MethodNotAllowed { .. }
             | Self::UpstreamBadResponse { .. }
             | Self::PolicyDenied { .. }
-            | Self::PolicyFailed => false,
+            | Self::PolicyFailed
+            | Self::Unauthenticated => false,
             Self::BodyTimeout
+            | Self::AuthUnavailable
+            | Self::RateLimited { .. }
+            | Self::RateLimitUnavailable
             | Self::BodyAborted
             | Self::Overloaded
             | Self::ShuttingDown
@@ -168,7 +194,7 @@ impl Reject {
 
     /// The HTTP status and the OpenAI-shaped error.
     pub fn api_error(&self) -> (StatusCode, ApiError) {
-        use ErrorKind::{InvalidRequest, RateLimit, Server, Upstream};
+        use ErrorKind::{Authentication, InvalidRequest, RateLimit, Server, Upstream};
         match self {
             Self::InvalidRequest(error) => (StatusCode::BAD_REQUEST, error.clone()),
             Self::BodyTooLarge { limit } => (
@@ -322,6 +348,58 @@ impl Reject {
                     "the audit log cannot record this decision, so the request was refused; retry shortly",
                 ),
             ),
+            Self::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                ApiError::new(
+                    Authentication,
+                    "invalid_api_key",
+                    "missing or invalid credentials: send `Authorization: Bearer <API key or token>`",
+                ),
+            ),
+            Self::AuthUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(
+                    Server,
+                    "authentication_unavailable",
+                    "credentials cannot be verified right now; retry shortly",
+                ),
+            ),
+            Self::RateLimited {
+                rule,
+                limit_kind,
+                limit,
+                retry_after_secs,
+            } => {
+                let what = match *limit_kind {
+                    "requests" => "requests per minute",
+                    "tokens_per_minute" => "tokens per minute",
+                    _ => "tokens per day",
+                };
+                let code = if *limit_kind == "requests" {
+                    "rate_limit_exceeded"
+                } else {
+                    "token_budget_exceeded"
+                };
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ApiError::new(
+                        RateLimit,
+                        code,
+                        format!(
+                            "rate limit `{}` reached on {what} (limit {limit}); retry in {retry_after_secs}s",
+                            shorten(rule)
+                        ),
+                    ),
+                )
+            }
+            Self::RateLimitUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(
+                    Server,
+                    "rate_limit_unavailable",
+                    "rate limits cannot be checked right now, so the request was refused; retry shortly",
+                ),
+            ),
         }
     }
 
@@ -338,9 +416,20 @@ impl Reject {
     /// A header the response must carry besides the body.
     fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
         match self {
-            Self::Overloaded | Self::ShuttingDown | Self::AuditUnavailable => {
+            Self::Overloaded
+            | Self::ShuttingDown
+            | Self::AuditUnavailable
+            | Self::AuthUnavailable
+            | Self::RateLimitUnavailable => {
                 Some((header::RETRY_AFTER, HeaderValue::from_static("1")))
             }
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))),
+            Self::Unauthenticated => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            )),
             Self::MethodNotAllowed { allow } => {
                 Some((header::ALLOW, HeaderValue::from_static(allow)))
             }

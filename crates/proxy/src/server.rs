@@ -172,10 +172,10 @@ impl Gateway {
     async fn api(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let snapshot = self.snapshot.load_full();
         let _in_flight = self.metrics.request_started();
-        let mut ex = Exchange::start(&request);
+        let mut ex = Exchange::start(&request, self.services.traces.as_ref());
         let result = self.dispatch(&snapshot, &mut ex, request).await;
         let mut response = result.unwrap_or_else(|reject| {
-            ex.reject = Some((reject.origin().label(), reject.code()));
+            ex.rejected(&reject);
             reject.into_response()
         });
         ex.finish(&mut response, &snapshot, &self.metrics);
@@ -190,6 +190,8 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Reject> {
         let route = Route::resolve(request.method(), request.uri().path(), snapshot)?;
         ex.route = route.label();
+        let principal = exchange::authenticate(snapshot, request.headers(), &self.metrics).await?;
+        ex.principal = Some(principal);
         let permit = snapshot
             .limiter()
             .clone()

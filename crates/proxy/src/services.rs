@@ -1,15 +1,20 @@
-//! Process-wide services that outlive config reloads: the store, held approvals and the audit
-//! log. They are built once at start from the config (`Services::start`) and handed to the
+//! Process-wide services that outlive config reloads: the store, held approvals, the audit
+//! log and the rate-limit counters. They are built once at start from the config (`Services::start`) and handed to the
 //! [`crate::Gateway`]; changing their settings needs a restart.
 
 use std::sync::Arc;
 
-use portcullis_config::{Config, StoreSettings};
+use portcullis_config::{Config, LimitBackend, RedisUrl, StoreSettings};
+use portcullis_store::limits::Limiter;
 use portcullis_store::{Store, StoreConfig};
 use portcullis_telemetry::Metrics;
 
 use crate::approvals::ApprovalHub;
 use crate::audit::AuditLog;
+
+/// How long shutdown waits for the last spans to be exported. Raising it delays exit when the
+/// collector is slow or down; lowering it loses the spans of the last exchanges.
+const TRACE_FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The services a gateway uses; each is optional (a library user or `mcp stdio` runs without).
 #[derive(Default, Clone)]
@@ -20,6 +25,10 @@ pub struct Services {
     pub approvals: Option<Arc<ApprovalHub>>,
     /// The audit log.
     pub audit: Option<Arc<AuditLog>>,
+    /// Rate-limit and token-budget counters (memory or Redis).
+    pub limiter: Option<Arc<Limiter>>,
+    /// Trace export (`telemetry.tracing`), when enabled.
+    pub traces: Option<crate::trace::Traces>,
 }
 
 /// Why the services could not start.
@@ -37,6 +46,15 @@ pub enum ServicesError {
     /// The webhook URL could not be read.
     #[error("approvals.webhook: {0}")]
     Webhook(String),
+    /// The Redis URL could not be read.
+    #[error("rate_limits.redis: {0}")]
+    RedisUrl(#[source] SecretError),
+    /// Redis could not be reached.
+    #[error("rate_limits.redis: {0}")]
+    Redis(#[source] portcullis_store::limits::LimitError),
+    /// Trace export could not start.
+    #[error(transparent)]
+    Traces(#[from] crate::trace::TracesError),
 }
 
 impl Services {
@@ -85,11 +103,21 @@ impl Services {
             }
             _ => None,
         };
+        let limiter = Some(Arc::new(start_limiter(config).await?));
+        let traces = crate::trace::Traces::start(&config.telemetry.tracing)?;
         Ok(Self {
             store,
             approvals,
             audit,
+            limiter,
+            traces,
         })
+    }
+
+    /// Services with only in-memory rate-limit counters (tests and library users).
+    pub fn with_memory_limiter(mut self, max_keys: usize) -> Self {
+        self.limiter = Some(Arc::new(Limiter::memory(max_keys)));
+        self
     }
 
     /// Flushes the audit log and closes the store (at shutdown, after the drain).
@@ -99,6 +127,35 @@ impl Services {
         }
         if let Some(store) = &self.store {
             store.close().await;
+        }
+        if let Some(traces) = &self.traces {
+            traces.shutdown(TRACE_FLUSH_BOUND).await;
+        }
+    }
+}
+
+/// The counters `rate_limits.backend` names. Redis is connected now: a replica that cannot
+/// reach the shared counters does not start (at run time `rate_limits.on_error` decides).
+async fn start_limiter(config: &Config) -> Result<Limiter, ServicesError> {
+    let limits = &config.rate_limits;
+    match &limits.backend {
+        LimitBackend::Memory => Ok(Limiter::memory(limits.max_keys)),
+        LimitBackend::Redis {
+            url,
+            key_prefix,
+            timeout,
+        } => {
+            let url = match url {
+                RedisUrl::Inline(url) => url.clone(),
+                RedisUrl::Secret(source) => {
+                    read_text_secret(source).map_err(ServicesError::RedisUrl)?
+                }
+            };
+            let limiter = Limiter::redis(&url, key_prefix, *timeout)
+                .await
+                .map_err(ServicesError::Redis)?;
+            tracing::info!(backend = "redis", "rate-limit counters connected");
+            Ok(limiter)
         }
     }
 }
@@ -125,6 +182,8 @@ impl std::fmt::Debug for Services {
             .field("store", &self.store.as_ref().map(Store::backend))
             .field("approvals", &self.approvals.is_some())
             .field("audit", &self.audit.is_some())
+            .field("limiter", &self.limiter.as_ref().map(|l| l.backend()))
+            .field("traces", &self.traces.is_some())
             .finish()
     }
 }

@@ -57,6 +57,9 @@ pub enum SnapshotError {
     /// The policy bundle or the detectors did not load.
     #[error(transparent)]
     Guard(#[from] GuardError),
+    /// A caller credential (API key secret) could not be read.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
 }
 
 /// One upstream, ready to use.
@@ -78,6 +81,7 @@ pub struct Snapshot {
     limiter: Arc<Semaphore>,
     unrouted_label: Arc<str>,
     guard: GuardRuntime,
+    authenticator: crate::auth::Authenticator,
 }
 
 impl Snapshot {
@@ -86,6 +90,7 @@ impl Snapshot {
     /// to anything.
     pub fn build(config: Config) -> Result<Self, SnapshotError> {
         let guard = GuardRuntime::build(&config)?;
+        let authenticator = crate::auth::Authenticator::new(&config.auth)?;
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for (index, upstream) in config.upstreams.iter().enumerate() {
             let credential = upstream
@@ -114,6 +119,7 @@ impl Snapshot {
             limiter,
             unrouted_label: Arc::from("-"),
             guard,
+            authenticator,
         })
     }
 
@@ -135,6 +141,11 @@ impl Snapshot {
         rule.and_then(|r| self.model_labels.get(r))
             .cloned()
             .unwrap_or_else(|| self.unrouted_label.clone())
+    }
+
+    /// Who may call, and how they prove it.
+    pub(crate) fn authenticator(&self) -> &crate::auth::Authenticator {
+        &self.authenticator
     }
 
     pub(crate) fn limiter(&self) -> &Arc<Semaphore> {

@@ -68,6 +68,16 @@ pub(crate) struct SseBody {
     metrics: Arc<Metrics>,
     /// Scans and holds events on guarded routes.
     guard: Option<StreamGuard>,
+    /// Reads the upstream's usage report (and keeps it from a client that did not ask).
+    usage: StreamUsage,
+}
+
+/// A stream's token accounting: the tap that reads usage from the events, and the budget
+/// charge settled with it when the body is dropped (the stream ended, failed, or the client
+/// went away).
+pub(crate) struct StreamUsage {
+    pub(crate) tap: crate::limits::UsageTap,
+    pub(crate) _settle: Option<crate::limits::SettleOnDrop>,
 }
 
 impl SseBody {
@@ -78,6 +88,7 @@ impl SseBody {
         upstream_name: Arc<str>,
         metrics: Arc<Metrics>,
         guard: Option<StreamGuard>,
+        usage: StreamUsage,
     ) -> Self {
         let cut: CutSignal = Box::pin(async move {
             // An Err means the gateway is gone: treat it as a cut too.
@@ -95,6 +106,7 @@ impl SseBody {
             upstream_name,
             metrics,
             guard,
+            usage,
         }
     }
 
@@ -218,6 +230,10 @@ impl Body for SseBody {
             let stop = self.drain_available(cx, &mut batch);
             let mut events = batch.into_bytes();
             let drained = events.is_some();
+            if let Some(raw) = events.take() {
+                let kept = self.usage.tap.observe(raw);
+                events = (!kept.is_empty()).then_some(kept);
+            }
             if let (Some(guard), Some(raw)) = (&mut self.guard, &events) {
                 let out = guard.push(raw);
                 if out.blocked {

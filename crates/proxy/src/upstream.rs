@@ -11,6 +11,7 @@ use portcullis_telemetry::{Metrics, UpstreamFailure};
 use crate::client::{ClientError, OutBody, UpstreamBody};
 use crate::reject::{Reject, TimeoutPhase};
 use crate::snapshot::UpstreamRuntime;
+use crate::trace::Propagation;
 
 /// Client headers never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), framing the gateway
 /// recomputes, and every header that may carry the *client's* credentials or the account
@@ -53,6 +54,8 @@ static DROPPED_RESPONSE_HEADERS: &[&str] = &[
 ];
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Everything needed to build one upstream request.
 pub(crate) struct Outgoing<'a> {
@@ -64,6 +67,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body: OutBody,
     pub(crate) content_length: Option<u64>,
     pub(crate) request_id: &'a RequestId,
+    /// The exchange's trace headers, replacing the client's `traceparent` and `tracestate`;
+    /// `None` (traces off): the client's are forwarded as they came.
+    pub(crate) trace: Option<&'a Propagation>,
 }
 
 /// Builds the request for `upstream`: an origin-form URI (the client adds `host`) and the
@@ -103,6 +109,13 @@ pub(crate) fn build_request(
     }
     if let Ok(id) = HeaderValue::from_str(out.request_id.as_str()) {
         headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    if let Some(trace) = out.trace {
+        headers.insert(TRACEPARENT.clone(), trace.traceparent.clone());
+        match &trace.tracestate {
+            Some(state) => headers.insert(TRACESTATE.clone(), state.clone()),
+            None => headers.remove(&TRACESTATE),
+        };
     }
     Ok(request)
 }

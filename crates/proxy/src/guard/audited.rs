@@ -36,6 +36,7 @@ use crate::audit::AuditLog;
 pub(crate) struct Auditing<'a> {
     pub(crate) log: &'a AuditLog,
     pub(crate) request_id: &'a str,
+    pub(crate) principal: &'a portcullis_core::Principal,
 }
 
 /// [`Auditing`] that outlives the request phase (answers and streams).
@@ -43,13 +44,19 @@ pub(crate) struct Auditing<'a> {
 pub(crate) struct AuditHandle {
     log: Arc<AuditLog>,
     request_id: Arc<str>,
+    principal: Arc<portcullis_core::Principal>,
 }
 
 impl AuditHandle {
-    pub(crate) fn new(log: Arc<AuditLog>, request_id: &str) -> Self {
+    pub(crate) fn new(
+        log: Arc<AuditLog>,
+        request_id: &str,
+        principal: Arc<portcullis_core::Principal>,
+    ) -> Self {
         Self {
             log,
             request_id: Arc::from(request_id),
+            principal,
         }
     }
 
@@ -57,6 +64,7 @@ impl AuditHandle {
         Auditing {
             log: &self.log,
             request_id: &self.request_id,
+            principal: &self.principal,
         }
     }
 }
@@ -110,12 +118,11 @@ pub(crate) struct Decided<'a> {
     pub(crate) policy: Duration,
 }
 
-/// The principal of every decision until authentication lands (issue 7), as
-/// [`super::anonymous_principal`] gives it to the policy.
-fn anonymous() -> Principal {
+/// The audit record's view of the caller: its id and tenant.
+fn recorded(principal: &portcullis_core::Principal) -> Principal {
     Principal {
-        id: "anonymous".to_owned(),
-        tenant: None,
+        id: principal.id.clone(),
+        tenant: principal.tenant.clone(),
     }
 }
 
@@ -159,7 +166,7 @@ impl Audited<'_> {
             schema_version: SCHEMA_VERSION,
             time_unix_nano: now_unix_nano(),
             request_id: self.auditing.request_id.to_owned(),
-            principal: anonymous(),
+            principal: recorded(self.auditing.principal),
             route: decided.route.to_owned(),
             stage: self.stage,
             target: self.target.clone(),
@@ -193,6 +200,7 @@ impl Audited<'_> {
 /// request id.
 pub(crate) fn resolution_event(
     request_id: &str,
+    principal: &portcullis_core::Principal,
     bundle_hash: &str,
     target: Target,
     action: portcullis_audit::Action,
@@ -203,7 +211,7 @@ pub(crate) fn resolution_event(
         schema_version: SCHEMA_VERSION,
         time_unix_nano: now_unix_nano(),
         request_id: request_id.to_owned(),
-        principal: anonymous(),
+        principal: recorded(principal),
         route: "mcp".to_owned(),
         stage: Stage::ToolCall,
         target,

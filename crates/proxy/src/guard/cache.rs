@@ -8,8 +8,8 @@
 //! - **Exact match.** The key is a hash of (partition, how the text is scanned — pipeline and
 //!   context —, text), and a hit also compares all three, so a hash collision (found by chance
 //!   or crafted) is a miss, never a wrong scan.
-//! - **Per partition.** Entries are kept per partition (the tenant, once authentication
-//!   lands: TODO(#7)), so that a hit — which answers measurably faster — cannot tell one
+//! - **Per partition.** Entries are kept per partition (the caller's tenant; callers without
+//!   one share the default partition), so that a hit — which answers measurably faster — cannot tell one
 //!   tenant that another sent the same text.
 //! - **Bounded.** Each shard holds two generations of at most `shard_bytes / 2` bytes each
 //!   (text + findings + a fixed overhead per entry). When the current generation is full it

@@ -1,6 +1,9 @@
 //! The policy input document (`docs/policy.md` is its reference): what the exchange is, and
 //! every finding with where it was found.
 
+use std::sync::Arc;
+
+use portcullis_core::Principal;
 use portcullis_detect::{Context, Finding};
 use portcullis_mcp::texts::Texts;
 use portcullis_openai::texts::{Location, Text};
@@ -97,6 +100,7 @@ fn place_of(text: &Text, context: Context) -> Value {
 /// pointer}` plus `"tool"` when given, and its `text_index` is the text's index in `texts`.
 pub(crate) fn scan_texts(
     runtime: &super::GuardRuntime,
+    partition: &str,
     texts: &Texts,
     scanning: super::Scanning,
     context: &str,
@@ -104,7 +108,7 @@ pub(crate) fn scan_texts(
 ) -> Vec<Located> {
     let mut located = Vec::new();
     for (i, text) in texts.texts.iter().enumerate() {
-        let scan = runtime.scan_as(scanning, &text.text);
+        let scan = runtime.scan_as(partition, scanning, &text.text);
         for finding in scan.findings {
             let flagged = scan.flagged.contains(&finding.category);
             let mut place = json!({"context": context, "path": text.pointer});
@@ -130,9 +134,38 @@ pub(crate) fn redacted_findings(
         .collect()
 }
 
-/// The `principal` of every decision until authentication lands (issue 7).
-pub(crate) fn anonymous_principal() -> Value {
-    json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}})
+/// The `principal` of a policy input (the contract in docs/policy.md): id, tenant, groups,
+/// how it authenticated, the issuer, selected claims, and the Kubernetes identity of a
+/// service-account token (`null` otherwise).
+pub(crate) fn principal_json(principal: &Principal) -> Value {
+    let claims: Map<String, Value> = principal
+        .claims
+        .iter()
+        .map(|(name, text)| {
+            let value = serde_json::from_str(text).unwrap_or_else(|_| Value::from(text.as_str()));
+            (name.clone(), value)
+        })
+        .collect();
+    let kubernetes = principal
+        .service_account
+        .as_ref()
+        .map_or(Value::Null, |sa| {
+            json!({
+                "namespace": sa.namespace,
+                "service_account": sa.name,
+                "uid": sa.uid,
+                "pod": sa.pod,
+            })
+        });
+    json!({
+        "id": principal.id,
+        "tenant": principal.tenant,
+        "groups": principal.groups,
+        "auth": principal.auth.as_str(),
+        "issuer": principal.issuer,
+        "claims": claims,
+        "kubernetes": kubernetes,
+    })
 }
 
 /// The flagged categories among `located`, sorted, without repeats (metric labels).
@@ -165,6 +198,7 @@ pub(crate) fn findings_json(located: &[Located]) -> Value {
 /// What every decision of one exchange shares.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Base<'a> {
+    pub(crate) principal: &'a Arc<Principal>,
     pub(crate) route: &'static str,
     pub(crate) model: &'a str,
     pub(crate) upstream: &'a str,
@@ -182,7 +216,7 @@ impl Base<'_> {
     fn common(&self, stage: &str) -> Map<String, Value> {
         let mut input = Map::new();
         input.insert("stage".into(), Value::from(stage));
-        input.insert("principal".into(), anonymous_principal());
+        input.insert("principal".into(), principal_json(self.principal));
         input.insert("route".into(), Value::from(self.route));
         input.insert("model".into(), Value::from(self.model));
         input.insert(
@@ -225,6 +259,7 @@ impl Base<'_> {
 
     pub(crate) fn to_owned(self) -> OwnedBase {
         OwnedBase {
+            principal: self.principal.clone(),
             route: self.route,
             model: self.model.to_string(),
             upstream: self.upstream.to_string(),
@@ -237,6 +272,7 @@ impl Base<'_> {
 /// [`Base`] that outlives the request (for the answer and the stream).
 #[derive(Debug, Clone)]
 pub(crate) struct OwnedBase {
+    principal: Arc<Principal>,
     route: &'static str,
     model: String,
     upstream: String,
@@ -247,6 +283,7 @@ pub(crate) struct OwnedBase {
 impl OwnedBase {
     pub(crate) fn borrow(&self) -> Base<'_> {
         Base {
+            principal: &self.principal,
             route: self.route,
             model: &self.model,
             upstream: &self.upstream,

@@ -45,9 +45,14 @@ pub(crate) use audited::{
 };
 pub use bundle::{BundleError, MAX_FILE_BYTES, read_bundle_dir};
 pub(crate) use input::{
-    Base, Located, anonymous_principal, findings_json, flagged_categories, redacted_findings,
-    scan_texts,
+    Base, Located, findings_json, flagged_categories, principal_json, redacted_findings, scan_texts,
 };
+
+/// The scan cache partition of a caller: its tenant. Callers without a tenant share the
+/// default partition.
+pub(crate) fn cache_partition(principal: &portcullis_core::Principal) -> &str {
+    principal.tenant.as_deref().unwrap_or("")
+}
 
 /// Longest policy reason or code kept; longer ones are cut.
 const MAX_REASON_CHARS: usize = 300;
@@ -128,14 +133,19 @@ impl GuardRuntime {
     }
 
     /// The scan of `text` as `scanning` says; whole texts and definitions through the scan
-    /// cache. Every caller is anonymous until authentication lands; then the partition is the
-    /// tenant, so that cache hits say nothing across tenants: TODO(#7).
-    pub(crate) fn scan_as(&self, scanning: Scanning, text: &str) -> Scan {
-        self.scan_counted(scanning, text).0
+    /// cache, partitioned by the caller's tenant ([`cache_partition`]) so that a cache hit (and
+    /// its timing) says nothing across tenants.
+    pub(crate) fn scan_as(&self, partition: &str, scanning: Scanning, text: &str) -> Scan {
+        self.scan_counted(partition, scanning, text).0
     }
 
     /// Like [`GuardRuntime::scan_as`], also saying how the cache answered.
-    fn scan_counted(&self, scanning: Scanning, text: &str) -> (Scan, cache::Lookup) {
+    fn scan_counted(
+        &self,
+        partition: &str,
+        scanning: Scanning,
+        text: &str,
+    ) -> (Scan, cache::Lookup) {
         let run = || match scanning {
             Scanning::Whole(context) => self.full.scan(text, context),
             Scanning::Definition => self.definitions.scan(text, Context::Document),
@@ -143,7 +153,7 @@ impl GuardRuntime {
         };
         match (&self.cache, scanning) {
             (Some(cache), Scanning::Whole(_) | Scanning::Definition) => {
-                cache.scan("", scanning, text, run)
+                cache.scan(partition, scanning, text, run)
             }
             _ => (run(), cache::Lookup::Bypass),
         }
@@ -212,6 +222,7 @@ impl GuardRuntime {
             shadow: record.shadow,
             policy_failed: policy_error,
             audit_failed: false,
+            categories: record.categories.clone(),
         };
         match &record.audit {
             Some(audited) => self.audit(audited, record, elapsed, verdict),
@@ -255,6 +266,7 @@ impl GuardRuntime {
             shadow: false,
             policy_failed: false,
             audit_failed: true,
+            categories: verdict.categories,
         }
     }
 }
@@ -307,6 +319,8 @@ pub(crate) struct Verdict {
     /// The audit log could not take the decision's event (`audit.on_full: block`); `decision`
     /// is a denial with code `audit_unavailable`.
     pub(crate) audit_failed: bool,
+    /// The flagged finding categories the decision saw (trace attributes; never texts).
+    pub(crate) categories: Vec<&'static str>,
 }
 
 impl Verdict {
@@ -503,7 +517,11 @@ pub(crate) fn inspect_request(
             continue;
         }
         let context = context_of(text);
-        let (scan, lookup) = runtime.scan_counted(Scanning::Whole(context), &text.text);
+        let (scan, lookup) = runtime.scan_counted(
+            cache_partition(base.principal),
+            Scanning::Whole(context),
+            &text.text,
+        );
         lookups[match lookup {
             cache::Lookup::Hit => 0,
             cache::Lookup::Miss => 1,

@@ -547,7 +547,9 @@ mod tests {
     }
 
     fn guard(snapshot: &Arc<Snapshot>) -> StreamGuard {
+        let principal = portcullis_core::Principal::anonymous_shared();
         let base = super::super::Base {
+            principal: &principal,
             route: "chat_completions",
             model: "m",
             upstream: "m",

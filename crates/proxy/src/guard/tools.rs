@@ -126,6 +126,7 @@ pub(crate) fn filter_offered(d: &Deciding<'_>, body: &mut Value) -> Offered {
         let texts = texts::tool_definition(&definition);
         let located = scan_texts(
             d.runtime,
+            super::cache_partition(d.base.principal),
             &texts,
             Scanning::Definition,
             "tool_definition",
@@ -245,6 +246,7 @@ pub(crate) fn decide_calls(
         let texts = texts::string_leaves(&arguments);
         let located = scan_texts(
             d.runtime,
+            super::cache_partition(d.base.principal),
             &texts,
             Scanning::Patterns(Context::Assistant),
             "tool_arguments",

@@ -15,7 +15,7 @@
 //!
 //! A policy that cannot decide takes `policy.on_error` like every other decision.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use portcullis_config::McpServer;
@@ -29,8 +29,8 @@ use portcullis_telemetry::Metrics;
 use serde_json::{Map, Value, json};
 
 use crate::guard::{
-    Auditing, GuardRuntime, Located, Recorded, Scanning, Verdict, anonymous_principal,
-    findings_json, flagged_categories, pointer_texts, redacted_findings, scan_texts,
+    Auditing, GuardRuntime, Located, Recorded, Scanning, Verdict, cache_partition, findings_json,
+    flagged_categories, pointer_texts, principal_json, redacted_findings, scan_texts,
 };
 
 /// What one MCP decision needs.
@@ -50,6 +50,8 @@ pub(crate) struct McpContext<'a> {
     /// The client request's id (its `x-request-id` when valid, else a fresh one), for audit
     /// events.
     pub(crate) request_id: &'a str,
+    /// The caller (the session's principal).
+    pub(crate) principal: &'a Arc<portcullis_core::Principal>,
 }
 
 /// What one MCP decision is about, for metrics and its audit event.
@@ -71,8 +73,7 @@ impl McpContext<'_> {
     fn input(&self, stage: &str, session: &Value) -> Map<String, Value> {
         let mut input = Map::new();
         input.insert("stage".into(), Value::from(stage));
-        // Authentication arrives with issue 7; until then every caller is anonymous.
-        input.insert("principal".into(), anonymous_principal());
+        input.insert("principal".into(), principal_json(self.principal));
         input.insert("route".into(), Value::from("mcp"));
         input.insert("server".into(), Value::from(self.server.name.as_str()));
         input.insert("session".into(), session.clone());
@@ -100,6 +101,7 @@ impl McpContext<'_> {
             let auditing = Auditing {
                 log,
                 request_id: self.request_id,
+                principal: self.principal,
             };
             let texts = pointer_texts(subject.texts, texts);
             auditing.audited(subject.audit_stage, target, texts, located)
@@ -150,6 +152,7 @@ impl McpContext<'_> {
             let texts = texts::tool_definition(&tool);
             let located = scan_texts(
                 self.runtime,
+                cache_partition(self.principal),
                 &texts,
                 Scanning::Definition,
                 "tool_definition",
@@ -226,6 +229,7 @@ impl McpContext<'_> {
         let texts = texts::string_leaves(&arguments);
         let located = scan_texts(
             self.runtime,
+            cache_partition(self.principal),
             &texts,
             Scanning::Patterns(Context::Assistant),
             "tool_arguments",
@@ -274,8 +278,8 @@ impl McpContext<'_> {
                     created_at_ms: 0,
                     expires_at_ms: 0,
                     request_id: self.request_id.to_owned(),
-                    principal: "anonymous".into(),
-                    tenant: None,
+                    principal: self.principal.id.clone(),
+                    tenant: self.principal.tenant.clone(),
                     route: "mcp".into(),
                     server: self.server.name.clone(),
                     tool: params
@@ -327,6 +331,7 @@ impl McpContext<'_> {
         let texts = texts::string_leaves(result);
         let located = scan_texts(
             self.runtime,
+            cache_partition(self.principal),
             &texts,
             Scanning::Whole(Context::ToolOutput),
             "tool_output",

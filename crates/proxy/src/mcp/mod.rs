@@ -95,14 +95,22 @@ pub(crate) struct McpSession {
     last_used: Mutex<Instant>,
     /// Requests in flight: a busy session is never idle.
     busy: std::sync::atomic::AtomicUsize,
+    /// Who opened the session; only the same principal may use or end it.
+    pub(crate) principal: Arc<portcullis_core::Principal>,
 }
 
 impl McpSession {
-    pub(crate) fn new(id: String, server: McpServer, upstream: Upstream) -> Self {
+    pub(crate) fn new(
+        id: String,
+        server: McpServer,
+        upstream: Upstream,
+        principal: Arc<portcullis_core::Principal>,
+    ) -> Self {
         Self {
             id,
             server,
             upstream,
+            principal,
             state: Mutex::new(SessionState::default()),
             map: Mutex::new(RedactionMap::new()),
             last_used: Mutex::new(Instant::now()),
@@ -177,6 +185,8 @@ enum McpReject {
     UnknownSession,
     TooManySessions,
     Upstream(String),
+    Unauthenticated,
+    AuthUnavailable,
 }
 
 impl McpReject {
@@ -195,6 +205,8 @@ impl McpReject {
             R::UnknownSession => (StatusCode::NOT_FOUND, ErrorCode::INVALID_REQUEST, "session not found; initialize again".to_string()),
             R::TooManySessions => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::INTERNAL_ERROR, "too many open MCP sessions".to_string()),
             R::Upstream(message) => (StatusCode::BAD_GATEWAY, ErrorCode::UPSTREAM_UNAVAILABLE, message),
+            R::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::INVALID_REQUEST, "missing or invalid credentials: send `Authorization: Bearer <API key or token>`".to_string()),
+            R::AuthUnavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::INTERNAL_ERROR, "credentials cannot be verified right now; retry shortly".to_string()),
         };
         let mut response =
             json_response(status, &error_response(&Value::Null, code, &message, None));
@@ -202,6 +214,12 @@ impl McpReject {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis\""),
+            );
         }
         response
     }
@@ -254,6 +272,12 @@ async fn serve(
     let server = settings
         .server(server_name)
         .ok_or(McpReject::UnknownServer)?;
+    let principal = crate::exchange::authenticate(snapshot, request.headers(), metrics)
+        .await
+        .map_err(|reject| match reject {
+            crate::reject::Reject::AuthUnavailable => McpReject::AuthUnavailable,
+            _ => McpReject::Unauthenticated,
+        })?;
     let session_id = request
         .headers()
         .get(SESSION_HEADER)
@@ -263,8 +287,8 @@ async fn serve(
         Method::POST => {}
         Method::DELETE => {
             let id = session_id.ok_or(McpReject::MissingSession)?;
-            let session =
-                remove_session(state, &id, &server.name).ok_or(McpReject::UnknownSession)?;
+            let session = remove_session(state, &id, &server.name, &principal.id)
+                .ok_or(McpReject::UnknownSession)?;
             metrics.mcp_sessions(state.sessions.lock().map(|s| s.len()).unwrap_or(0));
             session.upstream.close().await;
             return Ok(json_response(StatusCode::OK, &Value::Object(Map::new())));
@@ -303,11 +327,20 @@ async fn serve(
         && method == "initialize"
     {
         let id = request_id.as_str();
-        return initialize(state, snapshot, metrics, services, server, message, id).await;
+        return initialize(
+            state, snapshot, metrics, services, server, message, id, principal,
+        )
+        .await;
     }
     let id = session_id.ok_or(McpReject::MissingSession)?;
-    let session = find_session(state, &id, &server.name, settings.session_idle_timeout)
-        .ok_or(McpReject::UnknownSession)?;
+    let session = find_session(
+        state,
+        &id,
+        &server.name,
+        &principal.id,
+        settings.session_idle_timeout,
+    )
+    .ok_or(McpReject::UnknownSession)?;
     let timeout = settings.request_timeout;
     match message {
         Message::Request { id, method, raw } => {
@@ -365,6 +398,7 @@ async fn answer_request(
             relay: call.sse_ok.then(|| tx.clone()),
             services: &services,
             request_id: call.request_id.as_str(),
+            principal: &session.principal,
         };
         let answer = respond(
             &cx,
@@ -450,6 +484,7 @@ fn check_headers(headers: &http::HeaderMap) -> Result<(), McpReject> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn initialize(
     state: &McpState,
     snapshot: &Arc<Snapshot>,
@@ -458,6 +493,7 @@ async fn initialize(
     server: &McpServer,
     message: Message,
     request_id: &str,
+    principal: Arc<portcullis_core::Principal>,
 ) -> Result<Response<ProxyBody>, McpReject> {
     let settings = &snapshot.config().mcp;
     let Message::Request { id, method, raw } = message else {
@@ -480,7 +516,12 @@ async fn initialize(
         None,
     )
     .map_err(|e| McpReject::Upstream(e.to_string()))?;
-    let session = Arc::new(McpSession::new(new_session_id(), server.clone(), upstream));
+    let session = Arc::new(McpSession::new(
+        new_session_id(),
+        server.clone(),
+        upstream,
+        principal,
+    ));
     let cx = McpContext {
         runtime: snapshot.guard(),
         server,
@@ -491,6 +532,7 @@ async fn initialize(
         relay: None,
         services,
         request_id,
+        principal: &session.principal,
     };
     metrics.mcp_request(&Arc::from(server.name.as_str()), &method);
     let answer = {
@@ -531,18 +573,21 @@ fn count_sessions(state: &McpState, idle: Duration) -> usize {
     state.sessions.lock().map(|s| s.len()).unwrap_or(usize::MAX)
 }
 
+/// The session `id` of `server`, if it is alive and was opened by `principal` (a session id
+/// taken by another caller is treated as unknown).
 fn find_session(
     state: &McpState,
     id: &str,
     server: &str,
+    principal: &str,
     idle: Duration,
 ) -> Option<Arc<McpSession>> {
     let session = state.sessions.lock().ok()?.get(id).cloned()?;
-    if session.server.name != server {
+    if session.server.name != server || session.principal.id != principal {
         return None;
     }
     if session.idle_for() > idle {
-        let removed = remove_session(state, id, server);
+        let removed = remove_session(state, id, server, principal);
         if let Some(removed) = removed {
             tokio::spawn(async move { removed.upstream.close().await });
         }
@@ -551,9 +596,17 @@ fn find_session(
     Some(session)
 }
 
-fn remove_session(state: &McpState, id: &str, server: &str) -> Option<Arc<McpSession>> {
+fn remove_session(
+    state: &McpState,
+    id: &str,
+    server: &str,
+    principal: &str,
+) -> Option<Arc<McpSession>> {
     let mut sessions = state.sessions.lock().ok()?;
-    if sessions.get(id).is_some_and(|s| s.server.name == server) {
+    if sessions
+        .get(id)
+        .is_some_and(|s| s.server.name == server && s.principal.id == principal)
+    {
         sessions.remove(id)
     } else {
         None
@@ -588,6 +641,14 @@ pub(crate) async fn respond(
                     None,
                 );
             };
+            let mut span = crate::trace::ToolSpan::start(
+                cx.services.traces.as_ref(),
+                &session.server.name,
+                &name,
+                &params,
+                cx.request_id,
+                Some(&**cx.principal),
+            );
             // A tool the session never listed is listed now, so that its definition is
             // pinned, scanned and decided before it can be called.
             let never_listed = session
@@ -598,23 +659,38 @@ pub(crate) async fn respond(
             if never_listed {
                 list_for_guard(cx, session, timeout).await;
             }
+            let before = span.is_recording().then(|| params.clone());
             let outcome = match session.map.lock() {
                 Ok(mut map) => cx.decide_call(&session.id, &session.state, &mut params, &mut map),
                 Err(_) => CallOutcome::Refuse("internal error".into()),
             };
+            span.decided(
+                match &outcome {
+                    CallOutcome::Forward if before.is_some_and(|b| b != params) => "redact",
+                    CallOutcome::Forward => "allow",
+                    CallOutcome::Refuse(_) => "deny",
+                    CallOutcome::Hold(_) => "require_approval",
+                },
+                cx.shadow,
+            );
             let outcome = match outcome {
                 CallOutcome::Hold(hold) => hold_for_approval(cx, *hold).await,
                 other => other,
             };
             if let CallOutcome::Refuse(text) = outcome {
+                span.refused();
                 return result_response(id, tool_error_result(&text));
             }
-            raw.insert("params".into(), params.clone());
+            let mut forwarded = params.clone();
+            span.propagate(&mut forwarded);
+            raw.insert("params".into(), forwarded);
             if let Ok(mut state) = session.state.lock() {
                 state.record_call();
             }
             let answer = forward(session, id, raw, timeout, cx.relay.as_ref()).await;
-            inspect_answer(cx, session, id, method, &params, answer)
+            let answer = inspect_answer(cx, session, id, method, &params, answer);
+            span.answered(&answer);
+            answer
         }
         "resources/read" | "prompts/get" => {
             let params = raw.get("params").cloned().unwrap_or(Value::Null);
@@ -766,6 +842,7 @@ fn audit_resolution(
     };
     let event = crate::guard::resolution_event(
         cx.request_id,
+        cx.principal,
         cx.runtime.bundle_hash(),
         portcullis_audit::Target::Tool { server, tool },
         action,

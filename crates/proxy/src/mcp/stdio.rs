@@ -70,7 +70,9 @@ pub async fn run_mcp_stdio(
         Some(to_client.clone()),
     )
     .map_err(|e| McpStdioError::Upstream(e.to_string()))?;
-    let session = Arc::new(McpSession::new("stdio".into(), server, upstream));
+    // The local user who started the wrapper: no credential travels over stdio.
+    let principal = portcullis_core::Principal::anonymous_shared();
+    let session = Arc::new(McpSession::new("stdio".into(), server, upstream, principal));
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(message) = outgoing.recv().await {
@@ -145,6 +147,7 @@ pub async fn run_mcp_stdio(
                         relay: None,
                         services: &services,
                         request_id: request_id.as_str(),
+                        principal: &session.principal,
                     };
                     let answer = respond(&cx, &session, &id, &method, raw, timeout).await;
                     let _ = to_client.send(answer).await;
