@@ -95,6 +95,17 @@ fn fingerprint(text: &str, config: &Config) -> u64 {
             std::fs::read(path).unwrap_or_default().hash(&mut hasher);
         }
     }
+    for key in &config.auth.api_keys {
+        if let portcullis_config::ApiKeySource::Secret(CredentialSource::File(path)) = &key.source {
+            std::fs::read(path).unwrap_or_default().hash(&mut hasher);
+        }
+    }
+    for issuer in &config.auth.jwt {
+        // A rotated CA bundle; the token file is re-read on every key fetch anyway.
+        if let Some(path) = &issuer.ca_file {
+            std::fs::read(path).unwrap_or_default().hash(&mut hasher);
+        }
+    }
     if let PolicySource::Dir(dir) = &config.guard.policy {
         // The same reader the snapshot uses, so exactly the files that make the bundle count;
         // an unreadable bundle hashes its error, so fixing it triggers a reload too.

@@ -73,12 +73,15 @@ fn main() -> ExitCode {
         LogFormatArg::Json => LogFormat::Json,
         LogFormatArg::Text => LogFormat::Text,
     };
-    if let Err(error) = init_logging(format, &cli.log_level) {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
+    let log = match init_logging(format, &cli.log_level) {
+        Ok(log) => log,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
-        Command::Serve(args) => run_async(serve::run(args)),
+        Command::Serve(args) => run_async(serve::run(args, log)),
         Command::Demo(args) => run_async(demo::run(args)),
         Command::Scan(args) => scan::run(args),
         Command::Eval(args) => offline_exit(eval::run(args)),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_proxy::{AdminServer, ControlPlane, Gateway, Server, Services};
-use portcullis_telemetry::{Metrics, ReloadResult};
+use portcullis_telemetry::{LogHandle, Metrics, ReloadResult};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::load::{Source, raw_from_flags};
@@ -44,8 +44,9 @@ pub(crate) struct ServeArgs {
     watch_interval_ms: u64,
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the gateway until SIGTERM or SIGINT. `log` gets the trace exporter when
+/// `telemetry.tracing` is enabled.
+pub(crate) async fn run(args: ServeArgs, log: LogHandle) -> anyhow::Result<()> {
     let source = match args.config {
         Some(path) => Source::File {
             path,
@@ -62,6 +63,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let services = Services::start(loaded.snapshot.config(), &metrics)
         .await
         .context("starting the store, audit log and approvals")?;
+    if let Some(traces) = &services.traces {
+        log.export_spans(traces.otlp().tracer().clone());
+    }
     let admin = match (loaded.snapshot.config().admin.listen, &services.approvals) {
         (Some(addr), Some(hub)) => {
             let plane = ControlPlane::new(
@@ -145,6 +149,9 @@ fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'
         return;
     }
     let current = gateway.snapshot();
+    // What the files held before this attempt read them: if they change while it reads (a
+    // ConfigMap's `..data` swap), a failure is remembered for this content, not the next.
+    let seen = source.current_fingerprint(current.config());
     match source.load() {
         Ok(loaded) if restart_only_change(loaded.snapshot.config(), current.config()).is_some() => {
             *fingerprint = loaded.fingerprint;
@@ -163,7 +170,7 @@ fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'
         }
         Err(error) => {
             // Remember what failed so the poller logs it once, not every interval.
-            if let Some(failed) = source.current_fingerprint(current.config()) {
+            if let Some(failed) = seen {
                 *fingerprint = failed;
             }
             metrics.config_reloaded(ReloadResult::Error);
@@ -177,7 +184,7 @@ fn reload(source: &Source, gateway: &Gateway, fingerprint: &mut u64, trigger: &'
 }
 
 /// The first section that differs and only applies at start (listeners, store, audit log,
-/// approvals), if any.
+/// approvals, telemetry, the rate-limit backend), if any. Rate-limit rules reload.
 fn restart_only_change(
     new: &portcullis_config::Config,
     old: &portcullis_config::Config,
@@ -192,6 +199,12 @@ fn restart_only_change(
         Some("approvals")
     } else if new.admin != old.admin {
         Some("admin")
+    } else if new.telemetry != old.telemetry {
+        Some("telemetry")
+    } else if new.rate_limits.backend != old.rate_limits.backend
+        || new.rate_limits.max_keys != old.rate_limits.max_keys
+    {
+        Some("rate_limits.backend")
     } else {
         None
     }
