@@ -451,3 +451,26 @@ def fixtures(tmp_path: Path) -> Iterator[FixtureServers]:
         yield servers
     finally:
         servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def k8s_apiserver():
+    """A real kube-apiserver (v1.20) and etcd on 127.0.0.1:6443 for the whole session, started
+    and stopped with `../shared/tools/k8s-testenv.sh` (see `k8s_env`); one already answering
+    there with the test token is reused and left running. Without a built API server the tests
+    using this are skipped, unless PORTCULLIS_REQUIRE_K8S is set (as CI does): then they fail."""
+    import k8s_env
+
+    if not k8s_env.api_server_binary().exists() and not k8s_env.api_server_ready():
+        reason = (
+            f"the test API server is not built ({k8s_env.api_server_binary()} is missing); "
+            f"build it with: bash {k8s_env.testenv_script()} build"
+        )
+        if os.environ.get("PORTCULLIS_REQUIRE_K8S"):
+            pytest.fail(reason + " (PORTCULLIS_REQUIRE_K8S is set)", pytrace=False)
+        pytest.skip(reason)
+    server = k8s_env.start_api_server()
+    try:
+        yield server
+    finally:
+        k8s_env.stop_api_server(server)
