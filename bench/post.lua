@@ -30,6 +30,8 @@ function init(args)
    wrk.method = "POST"
    wrk.headers["Content-Type"] = "application/json"
    wrk.headers["Accept"] = "application/json, text/event-stream"
+   -- The API key BENCH_PORTCULLIS_ACCESS=on configures; every other target ignores it.
+   wrk.headers["Authorization"] = "Bearer portcullis-bench-key"
    if args[3] ~= nil then
       wrk.headers["Mcp-Session-Id"] = args[3]
       wrk.headers["MCP-Protocol-Version"] = "2025-11-25"

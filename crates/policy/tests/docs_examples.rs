@@ -164,12 +164,16 @@ fn read_file_is_confined_to_srv_data() {
 #[test]
 fn tools_are_allowed_per_group_and_namespace() {
     let policy = policy();
-    let support = json!({"id": "helpdesk-bot", "tenant": null, "groups": ["support"], "auth": "api_key", "claims": {}});
-    let payments = json!({"id": "system:serviceaccount:payments:agent", "tenant": null, "groups": [],
-                          "auth": "jwt", "claims": {"kubernetes.io": {"namespace": "payments",
-                          "serviceaccount": {"name": "agent"}}}});
-    let nobody =
-        json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous", "claims": {}});
+    // Principals as the gateway builds them (docs/policy.md, "The input document").
+    let support = json!({"id": "helpdesk-bot", "tenant": null, "groups": ["support"], "auth": "api_key",
+                         "issuer": null, "claims": {}, "kubernetes": null});
+    let payments = json!({"id": "system:serviceaccount:payments:agent", "tenant": "payments",
+                          "groups": ["system:serviceaccounts", "system:serviceaccounts:payments"],
+                          "auth": "jwt", "issuer": "https://kubernetes.default.svc.cluster.local",
+                          "claims": {}, "kubernetes": {"namespace": "payments",
+                          "service_account": "agent", "uid": null, "pod": null}});
+    let nobody = json!({"id": "anonymous", "tenant": null, "groups": [], "auth": "anonymous",
+                        "issuer": null, "claims": {}, "kubernetes": null});
     let args = json!({"path": "/srv/data/a.txt"});
     for stage in ["tools_list", "tool_call"] {
         let see = |principal: &Value, server: &str, name: &str| {
