@@ -338,5 +338,6 @@ def test_the_jwks_is_fetched_with_the_gateways_own_token(
     with make_client(gateway.base_url, api_key=identities.support) as client:
         with pytest.raises(openai.APIStatusError) as refused:
             chat(client)
-    assert refused.value.status_code in (401, 503), refused.value
-    assert_openai_error(refused.value, refused.value.status_code)
+    body = assert_openai_error(refused.value, 503)
+    assert body["code"] == "authentication_unavailable"
+    assert refused.value.response.headers["retry-after"] == "1"
