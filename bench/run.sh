@@ -462,7 +462,7 @@ target_url() {
 # or a broken stream is never measured as throughput.
 sanity_request() {
     local scenario=$1 target=$2 url=$3 body=$4 response=$RUN_DIR/sanity-$1-$2.out meta
-    meta=$(curl -sS -X POST -H 'Content-Type: application/json' --data-binary "@$body" \
+    meta=$(curl -sS -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer portcullis-bench-key' --data-binary "@$body" \
         --max-time 10 -o "$response" -w '%{http_code} %{content_type}' "$url") ||
         die "$scenario/$target: request to $url failed"
     [[ ${meta%% *} == 200 ]] || die "$scenario/$target: $url answered '$meta': $(head -c 300 "$response")"

@@ -222,12 +222,18 @@ impl UsageTap {
                 model.set(name);
             }
         }
-        if memchr::memmem::find(&events, b"\"usage\"").is_none() {
+        if !reports_usage(&events) {
             return events;
         }
         let mut kept = BytesMut::with_capacity(events.len());
         let mut dropped = false;
         for event in portcullis_openai::split_events(&events) {
+            // Only the event with the usage object is parsed: a batch often holds a whole
+            // stream's chunks, and parsing each would cost more than the rest of the proxying.
+            if !reports_usage(event) {
+                kept.extend_from_slice(event);
+                continue;
+            }
             let parsed = portcullis_openai::event_data(event)
                 .and_then(|data| serde_json::from_str::<Value>(&data).ok());
             let usage = parsed
@@ -250,6 +256,14 @@ impl UsageTap {
         }
         if dropped { kept.freeze() } else { events }
     }
+}
+
+/// Whether `events` may hold a usage object. Chunks of a stream with usage requested carry
+/// `"usage":null` until the last one, so looking for the key alone would parse every event;
+/// an object value is written `"usage":{` (compact) or `"usage": {` (Python's default).
+fn reports_usage(events: &[u8]) -> bool {
+    memchr::memmem::find(events, b"\"usage\":{").is_some()
+        || memchr::memmem::find(events, b"\"usage\": {").is_some()
 }
 
 #[cfg(test)]
@@ -285,6 +299,16 @@ mod tests {
         let out = UsageTap::new(cell.clone(), false, None).observe(events.clone());
         assert_eq!(out, events);
         assert_eq!(cell.get().map(|u| (u.prompt, u.completion)), Some((7, 3)));
+    }
+
+    #[test]
+    fn null_usage_chunks_are_not_parsed_and_spaced_usage_is_read() {
+        assert!(!reports_usage(CHUNK.as_bytes()));
+        assert!(reports_usage(USAGE.as_bytes()));
+        let spaced = "data: {\"choices\": [], \"usage\": {\"total_tokens\": 4}}\n\n";
+        let cell = UsageCell::default();
+        let _ = UsageTap::new(cell.clone(), false, None).observe(Bytes::from(spaced));
+        assert_eq!(cell.get().map(|u| u.total), Some(4));
     }
 
     #[test]
