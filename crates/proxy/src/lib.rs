@@ -16,6 +16,7 @@ mod auth;
 pub mod body;
 mod client;
 mod control;
+mod digests;
 mod exchange;
 mod guard;
 mod limits;

@@ -1,31 +1,23 @@
-//! API keys, kept only as SHA-256 digests.
-//!
-//! A presented key is hashed and compared with *every* configured digest, each comparison
-//! folding all 32 bytes, so the time taken does not depend on which digest (if any) matched or
-//! on how many leading bytes agreed. Comparing digests rather than keys also makes the time
-//! independent of the keys' lengths.
+//! API keys, kept only as SHA-256 digests ([`crate::digests`]: a presented key is compared
+//! with every digest in constant time).
 
 use std::sync::Arc;
 
 use portcullis_config::{ApiKey, ApiKeySource};
 use portcullis_core::{AuthMethod, Principal};
-use sha2::{Digest, Sha256};
 
 use super::AuthSetupError;
-use crate::services::read_text_secret;
-
-/// Keys shorter than this are accepted but logged at start: they can be guessed.
-const SHORT_KEY: usize = 16;
+use crate::digests::{Digests, SecretDigestError, digest_secret};
 
 /// The configured keys: digest and the principal each one stands for.
 pub(super) struct ApiKeys {
-    entries: Vec<([u8; 32], Arc<Principal>)>,
+    digests: Digests<Arc<Principal>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.entries.iter().map(|(_, principal)| &principal.id))
+            .entries(self.digests.values().map(|principal| &principal.id))
             .finish()
     }
 }
@@ -33,36 +25,27 @@ impl std::fmt::Debug for ApiKeys {
 impl ApiKeys {
     /// Reads every key secret and keeps its digest.
     pub(super) fn load(keys: &[ApiKey]) -> Result<Self, AuthSetupError> {
-        let mut entries: Vec<([u8; 32], Arc<Principal>)> = Vec::with_capacity(keys.len());
+        let mut digests = Digests::with_capacity(keys.len());
         for key in keys {
             let digest = digest_of(key)?;
-            if let Some((_, first)) = entries.iter().find(|(known, _)| *known == digest) {
-                return Err(AuthSetupError::DuplicateKey {
-                    first: first.id.clone(),
-                    second: key.name.clone(),
-                });
-            }
             let mut principal = Principal::anonymous();
             principal.id = key.name.clone();
             principal.auth = AuthMethod::ApiKey;
             principal.tenant = key.tenant.clone();
             principal.groups = key.groups.clone();
-            entries.push((digest, Arc::new(principal)));
+            if let Err(first) = digests.insert(digest, Arc::new(principal)) {
+                return Err(AuthSetupError::DuplicateKey {
+                    first: first.id.clone(),
+                    second: key.name.clone(),
+                });
+            }
         }
-        Ok(Self { entries })
+        Ok(Self { digests })
     }
 
     /// The principal whose key this is.
     pub(super) fn verify(&self, presented: &[u8]) -> Option<Arc<Principal>> {
-        let digest: [u8; 32] = Sha256::digest(presented).into();
-        let mut found = None;
-        // No early exit: every digest is compared in full whatever matched before.
-        for (known, principal) in &self.entries {
-            if digests_equal(&digest, known) && found.is_none() {
-                found = Some(principal);
-            }
-        }
-        found.cloned()
+        self.digests.find(presented).cloned()
     }
 }
 
@@ -70,41 +53,17 @@ fn digest_of(key: &ApiKey) -> Result<[u8; 32], AuthSetupError> {
     match &key.source {
         ApiKeySource::Sha256(digest) => Ok(*digest),
         ApiKeySource::Secret(source) => {
-            let secret = read_text_secret(source).map_err(|source| AuthSetupError::KeySecret {
-                name: key.name.clone(),
-                source,
-            })?;
-            if secret.is_empty() {
-                return Err(AuthSetupError::EmptyKey {
+            digest_secret(source, "api key", &key.name).map_err(|error| match error {
+                SecretDigestError::Read(source) => AuthSetupError::KeySecret {
                     name: key.name.clone(),
-                });
-            }
-            if secret.chars().count() < SHORT_KEY {
-                tracing::warn!(name = %key.name, "api key is shorter than 16 characters");
-            }
-            let digest = Sha256::digest(secret.as_bytes()).into();
-            wipe(secret);
-            Ok(digest)
+                    source,
+                },
+                SecretDigestError::Empty => AuthSetupError::EmptyKey {
+                    name: key.name.clone(),
+                },
+            })
         }
     }
-}
-
-/// Compares two digests in time independent of where they differ.
-fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut difference = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        difference |= x ^ y;
-    }
-    // Keeps the optimiser from turning the fold into an early-exit comparison.
-    std::hint::black_box(difference) == 0
-}
-
-/// Overwrites a secret's bytes before freeing them (best effort: earlier copies made while
-/// reading it are not reachable from here).
-fn wipe(secret: String) {
-    let mut bytes = secret.into_bytes();
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
 }
 
 #[cfg(test)]
@@ -130,7 +89,7 @@ mod tests {
             key("a", ApiKeySource::Secret(CredentialSource::File(path))),
             key(
                 "b",
-                ApiKeySource::Sha256(Sha256::digest(b"other-key-0123456789").into()),
+                ApiKeySource::Sha256(crate::digests::sha256(b"other-key-0123456789")),
             ),
         ])
         .unwrap();
@@ -147,7 +106,7 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, " \n").unwrap();
         let missing = dir.path().join("missing");
-        let same: [u8; 32] = Sha256::digest(b"same").into();
+        let same = crate::digests::sha256(b"same");
         for (keys, expected) in [
             (
                 vec![key(

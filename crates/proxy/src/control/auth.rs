@@ -1,21 +1,14 @@
-//! Admin credentials: the configured tokens, kept only as SHA-256 digests, and the check of a
+//! Admin credentials: the configured tokens, kept only as SHA-256 digests
+//! ([`crate::digests`]: compared with every digest in constant time), and the check of a
 //! presented token.
-//!
-//! A presented token is hashed and compared with *every* configured digest, each comparison
-//! folding all 32 bytes, so the time taken does not depend on which digest (if any) matched or
-//! on how many leading bytes agreed. Comparing digests rather than the tokens themselves also
-//! makes the time independent of the tokens' lengths.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use portcullis_config::{Admin, AdminRole, AdminTokenSource};
-use sha2::{Digest, Sha256};
 
 use super::ControlError;
-use crate::services::read_text_secret;
-
-/// Tokens shorter than this are accepted but logged at start: they can be guessed.
-const SHORT_TOKEN: usize = 16;
+use crate::digests::{Digests, SecretDigestError, digest_secret};
+pub(crate) use crate::digests::{digests_equal, sha256};
 
 /// Who made an admin request: a configured token's name and role.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +28,13 @@ impl Operator {
 
 /// The configured tokens as digests.
 pub(crate) struct Tokens {
-    entries: Vec<(Operator, [u8; 32])>,
+    digests: Digests<Operator>,
 }
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.entries.iter().map(|(operator, _)| &operator.name))
+            .entries(self.digests.values().map(|operator| &operator.name))
             .finish()
     }
 }
@@ -49,68 +42,46 @@ impl std::fmt::Debug for Tokens {
 impl Tokens {
     /// Reads every token secret and keeps its digest.
     pub(crate) fn load(admin: &Admin) -> Result<Self, ControlError> {
-        let mut entries: Vec<(Operator, [u8; 32])> = Vec::with_capacity(admin.tokens.len());
+        let mut digests = Digests::with_capacity(admin.tokens.len());
         for token in &admin.tokens {
             let digest = match &token.source {
                 AdminTokenSource::Sha256(digest) => *digest,
                 AdminTokenSource::Secret(source) => {
-                    let secret =
-                        read_text_secret(source).map_err(|source| ControlError::TokenSecret {
-                            name: token.name.clone(),
-                            source,
-                        })?;
-                    if secret.is_empty() {
-                        return Err(ControlError::EmptyToken {
-                            name: token.name.clone(),
-                        });
-                    }
-                    if secret.chars().count() < SHORT_TOKEN {
-                        tracing::warn!(
-                            name = %token.name,
-                            "admin token is shorter than 16 characters"
-                        );
-                    }
-                    let digest = sha256(secret.as_bytes());
-                    wipe(secret);
-                    digest
+                    digest_secret(source, "admin token", &token.name).map_err(
+                        |error| match error {
+                            SecretDigestError::Read(source) => ControlError::TokenSecret {
+                                name: token.name.clone(),
+                                source,
+                            },
+                            SecretDigestError::Empty => ControlError::EmptyToken {
+                                name: token.name.clone(),
+                            },
+                        },
+                    )?
                 }
             };
-            if let Some((first, _)) = entries.iter().find(|(_, known)| *known == digest) {
+            let operator = Operator {
+                name: token.name.clone(),
+                role: token.role,
+            };
+            if let Err(first) = digests.insert(digest, operator) {
                 return Err(ControlError::DuplicateToken {
                     first: first.name.clone(),
                     second: token.name.clone(),
                 });
             }
-            entries.push((
-                Operator {
-                    name: token.name.clone(),
-                    role: token.role,
-                },
-                digest,
-            ));
         }
-        Ok(Self { entries })
+        Ok(Self { digests })
     }
 
     /// Whether no token is configured (every request is then refused).
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.digests.is_empty()
     }
 
     /// The operator whose token this is.
     pub(crate) fn verify(&self, presented: &[u8]) -> Option<&Operator> {
-        if presented.is_empty() {
-            return None;
-        }
-        let digest = sha256(presented);
-        let mut found = None;
-        // No early exit: every digest is compared in full whatever matched before.
-        for (operator, known) in &self.entries {
-            if digests_equal(&digest, known) && found.is_none() {
-                found = Some(operator);
-            }
-        }
-        found
+        self.digests.find(presented)
     }
 
     /// The operator named by an `Authorization: Bearer <token>` header.
@@ -122,28 +93,6 @@ impl Tokens {
         }
         self.verify(token.trim_ascii())
     }
-}
-
-/// Compares two digests in time independent of where they differ.
-pub(crate) fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut difference = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        difference |= x ^ y;
-    }
-    // Keeps the optimiser from turning the fold into an early-exit comparison.
-    std::hint::black_box(difference) == 0
-}
-
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// Overwrites a secret's bytes before freeing them (best effort: earlier copies made while
-/// reading it are not reachable from here).
-fn wipe(secret: String) {
-    let mut bytes = secret.into_bytes();
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
 }
 
 #[cfg(test)]
