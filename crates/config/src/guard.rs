@@ -102,10 +102,7 @@ pub(crate) fn validate(
         }
         Some(dir) => PolicySource::Dir(PathBuf::from(dir)),
     };
-    let on_error = match policy.on_error {
-        None | Some(RawOnError::Deny) => OnError::FailClosed,
-        Some(RawOnError::Allow) => OnError::FailOpen,
-    };
+    let on_error = RawOnError::fail_mode(policy.on_error);
     let base = RouteGuard {
         enabled: guard.enabled.unwrap_or(true),
         shadow: guard.shadow.unwrap_or(false),

@@ -263,10 +263,7 @@ pub(crate) fn validate_rate_limits(
         .collect();
     RateLimits {
         backend,
-        on_error: match raw.on_error.unwrap_or(RawOnError::Deny) {
-            RawOnError::Deny => portcullis_core::OnError::FailClosed,
-            RawOnError::Allow => portcullis_core::OnError::FailOpen,
-        },
+        on_error: RawOnError::fail_mode(raw.on_error),
         stream_usage: raw.stream_usage.unwrap_or(true),
         max_keys,
         rules,

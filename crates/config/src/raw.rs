@@ -359,6 +359,16 @@ pub enum RawOnError {
     Allow,
 }
 
+impl RawOnError {
+    /// The fail mode; unset means closed.
+    pub(crate) fn fail_mode(value: Option<Self>) -> portcullis_core::OnError {
+        match value {
+            None | Some(Self::Deny) => portcullis_core::OnError::FailClosed,
+            Some(Self::Allow) => portcullis_core::OnError::FailOpen,
+        }
+    }
+}
+
 /// How a denied exchange is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -75,8 +75,8 @@ impl Drop for SettleOnDrop {
     }
 }
 
-/// The budgets of the rules that apply to this request.
-fn budgets(config: &RateLimits, principal: &Principal, model: &str) -> Vec<(usize, Budget)> {
+/// The budgets of the rules that apply to this request, with each one's rule index.
+fn budgets(config: &RateLimits, principal: &Principal, model: &str) -> (Vec<usize>, Vec<Budget>) {
     let tenant = principal.tenant.as_deref();
     config
         .rules
@@ -103,7 +103,7 @@ fn budgets(config: &RateLimits, principal: &Principal, model: &str) -> Vec<(usiz
             };
             (index, budget)
         })
-        .collect()
+        .unzip()
 }
 
 fn now_ms() -> u64 {
@@ -121,11 +121,10 @@ pub(crate) async fn admit(
     estimate: u64,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Charge>, Reject> {
-    let applicable = budgets(config, principal, model);
-    if applicable.is_empty() {
+    let (rules, budgets) = budgets(config, principal, model);
+    if budgets.is_empty() {
         return Ok(None);
     }
-    let budgets: Vec<Budget> = applicable.iter().map(|(_, b)| b.clone()).collect();
     let counts_tokens = budgets
         .iter()
         .any(|b| b.tokens_per_minute.is_some() || b.tokens_per_day.is_some());
@@ -145,9 +144,9 @@ pub(crate) async fn admit(
             }))
         }
         Ok(Admission::Refused(refusal)) => {
-            let rule = applicable
+            let rule = rules
                 .get(refusal.budget)
-                .and_then(|(index, _)| config.rules.get(*index))
+                .and_then(|index| config.rules.get(*index))
                 .map_or_else(|| Arc::from("?"), |rule| Arc::from(rule.name.as_str()));
             metrics.rate_limit(match refusal.kind {
                 LimitKind::Requests => RateLimitOutcome::RefusedRequests,
@@ -156,7 +155,7 @@ pub(crate) async fn admit(
             });
             Err(Reject::RateLimited {
                 rule,
-                limit_kind: refusal.kind.as_str(),
+                limit_kind: refusal.kind,
                 limit: refusal.limit,
                 retry_after_secs: refusal.retry_after.as_secs().max(1),
             })
@@ -225,36 +224,43 @@ impl UsageTap {
         if !reports_usage(&events) {
             return events;
         }
-        let mut kept = BytesMut::with_capacity(events.len());
-        let mut dropped = false;
+        // Byte ranges of usage-only events to keep from the client; the batch is copied only
+        // when there is one.
+        let mut dropped: Vec<std::ops::Range<usize>> = Vec::new();
         for event in portcullis_openai::split_events(&events) {
             // Only the event with the usage object is parsed: a batch often holds a whole
             // stream's chunks, and parsing each would cost more than the rest of the proxying.
             if !reports_usage(event) {
-                kept.extend_from_slice(event);
                 continue;
             }
             let parsed = portcullis_openai::event_data(event)
                 .and_then(|data| serde_json::from_str::<Value>(&data).ok());
-            let usage = parsed
-                .as_ref()
-                .and_then(|chunk| chunk.get("usage"))
-                .and_then(Usage::from_json);
-            if let Some(usage) = usage {
-                self.cell.set(usage);
-                let usage_only = parsed
-                    .as_ref()
-                    .and_then(|chunk| chunk.get("choices"))
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty);
-                if self.strip && usage_only {
-                    dropped = true;
-                    continue;
-                }
+            let Some(chunk) = parsed else { continue };
+            let Some(usage) = chunk.get("usage").and_then(Usage::from_json) else {
+                continue;
+            };
+            self.cell.set(usage);
+            let usage_only = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            if self.strip && usage_only {
+                // `event` borrows from `events`: its offset is the pointers' distance.
+                let start = event.as_ptr() as usize - events.as_ptr() as usize;
+                dropped.push(start..start + event.len());
             }
-            kept.extend_from_slice(event);
         }
-        if dropped { kept.freeze() } else { events }
+        if dropped.is_empty() {
+            return events;
+        }
+        let mut kept = BytesMut::with_capacity(events.len());
+        let mut from = 0;
+        for range in dropped {
+            kept.extend_from_slice(&events[from..range.start]);
+            from = range.end;
+        }
+        kept.extend_from_slice(&events[from..]);
+        kept.freeze()
     }
 }
 
@@ -335,8 +341,9 @@ mod tests {
         alice.id = "alice".into();
         alice.tenant = Some("acme".into());
         let keys: Vec<String> = budgets(&config.rate_limits, &alice, "llama")
+            .1
             .into_iter()
-            .map(|(_, b)| b.key)
+            .map(|b| b.key)
             .collect();
         assert_eq!(
             keys,
@@ -344,8 +351,9 @@ mod tests {
         );
         let bob = Principal::anonymous();
         let keys: Vec<String> = budgets(&config.rate_limits, &bob, "gpt-4o")
+            .1
             .into_iter()
-            .map(|(_, b)| b.key)
+            .map(|b| b.key)
             .collect();
         assert_eq!(keys, ["per-user|principal=anonymous|model=gpt-4o", "gpt"]);
     }

@@ -126,8 +126,8 @@ pub enum Reject {
     RateLimited {
         /// The rule's name.
         rule: Arc<str>,
-        /// Which limit: `requests`, `tokens_per_minute` or `tokens_per_day`.
-        limit_kind: &'static str,
+        /// Which limit.
+        limit_kind: portcullis_store::limits::LimitKind,
         /// The limit.
         limit: u64,
         /// Whole seconds until the window that refused ends (at least 1).
@@ -370,15 +370,11 @@ impl Reject {
                 limit,
                 retry_after_secs,
             } => {
-                let what = match *limit_kind {
-                    "requests" => "requests per minute",
-                    "tokens_per_minute" => "tokens per minute",
-                    _ => "tokens per day",
-                };
-                let code = if *limit_kind == "requests" {
-                    "rate_limit_exceeded"
-                } else {
-                    "token_budget_exceeded"
+                use portcullis_store::limits::LimitKind;
+                let (what, code) = match limit_kind {
+                    LimitKind::Requests => ("requests per minute", "rate_limit_exceeded"),
+                    LimitKind::TokensPerMinute => ("tokens per minute", "token_budget_exceeded"),
+                    LimitKind::TokensPerDay => ("tokens per day", "token_budget_exceeded"),
                 };
                 (
                     StatusCode::TOO_MANY_REQUESTS,

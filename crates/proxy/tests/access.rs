@@ -23,10 +23,7 @@ const KEY_B: &str = "key-b";
 
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    portcullis_core::hex::encode(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 async fn gateway(mock: &MockUpstream, limits: &str) -> TestGateway {

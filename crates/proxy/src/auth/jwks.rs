@@ -335,25 +335,13 @@ fn same_origin(a: &Uri, b: &Uri) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_config::{JwtAlgorithm, JwtKind};
+    use portcullis_config::JwtAlgorithm;
 
     fn settings(location: JwksLocation) -> JwtIssuer {
         JwtIssuer {
-            issuer: "https://idp.example".into(),
-            audiences: vec!["a".into()],
-            kind: JwtKind::Oidc,
             keys: location,
-            ca_file: None,
-            token_file: None,
             algorithms: vec![JwtAlgorithm::Es256],
-            principal_claim: "sub".into(),
-            tenant_claim: None,
-            groups_claim: "groups".into(),
-            claims: Vec::new(),
-            leeway: Duration::from_secs(60),
-            jwks_refresh: Duration::from_secs(300),
-            jwks_min_refresh: Duration::from_secs(10),
-            fetch_timeout: Duration::from_secs(5),
+            ..super::super::test_issuer()
         }
     }
 

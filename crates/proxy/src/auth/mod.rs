@@ -258,6 +258,30 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Aut
         .map_err(|_| AuthError::invalid("malformed_header"))
 }
 
+/// An OIDC issuer with the config's defaults, for unit tests to adjust with `..`.
+#[cfg(test)]
+pub(super) fn test_issuer() -> JwtIssuer {
+    JwtIssuer {
+        issuer: "https://idp.example".into(),
+        audiences: vec!["a".into()],
+        kind: portcullis_config::JwtKind::Oidc,
+        keys: portcullis_config::JwksLocation::Jwks(
+            "https://idp.example/jwks".parse().expect("a valid URI"),
+        ),
+        ca_file: None,
+        token_file: None,
+        algorithms: vec![portcullis_config::JwtAlgorithm::Rs256],
+        principal_claim: "sub".into(),
+        tenant_claim: None,
+        groups_claim: "groups".into(),
+        claims: Vec::new(),
+        leeway: std::time::Duration::from_secs(60),
+        jwks_refresh: std::time::Duration::from_secs(300),
+        jwks_min_refresh: std::time::Duration::from_secs(10),
+        fetch_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,27 +147,19 @@ fn is_k8s_name(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_config::{JwksLocation, JwtAlgorithm};
     use serde_json::json;
     use std::time::Duration;
 
     fn issuer(kind: JwtKind) -> JwtIssuer {
         JwtIssuer {
             issuer: "https://issuer.example".into(),
-            audiences: vec!["a".into()],
             kind,
-            keys: JwksLocation::Jwks("https://issuer.example/jwks".parse().unwrap()),
-            ca_file: None,
-            token_file: None,
-            algorithms: vec![JwtAlgorithm::Rs256],
             principal_claim: "email".into(),
             tenant_claim: Some("org".into()),
             groups_claim: "roles".into(),
             claims: vec!["email".into(), "big".into(), "absent".into()],
             leeway: Duration::ZERO,
-            jwks_refresh: Duration::from_secs(300),
-            jwks_min_refresh: Duration::from_secs(10),
-            fetch_timeout: Duration::from_secs(5),
+            ..super::super::test_issuer()
         }
     }
 

@@ -210,28 +210,14 @@ pub(super) fn base64url_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_config::{JwksLocation, JwtKind};
-    use std::time::Duration;
 
     use super::base64url_encode as encode;
 
     fn issuer() -> JwtIssuer {
         JwtIssuer {
-            issuer: "https://idp.example".into(),
             audiences: vec!["portcullis".into(), "other".into()],
-            kind: JwtKind::Oidc,
-            keys: JwksLocation::Jwks("https://idp.example/jwks".parse().unwrap()),
-            ca_file: None,
-            token_file: None,
             algorithms: vec![JwtAlgorithm::Rs256, JwtAlgorithm::Es256],
-            principal_claim: "sub".into(),
-            tenant_claim: None,
-            groups_claim: "groups".into(),
-            claims: Vec::new(),
-            leeway: Duration::from_secs(60),
-            jwks_refresh: Duration::from_secs(300),
-            jwks_min_refresh: Duration::from_secs(10),
-            fetch_timeout: Duration::from_secs(5),
+            ..super::super::test_issuer()
         }
     }
 
