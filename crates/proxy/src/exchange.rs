@@ -174,6 +174,12 @@ impl Exchange {
         self.trace.as_ref().and_then(ExchangeSpan::propagation)
     }
 
+    /// Where a stream's answering model goes: only when a span will read it, so an untraced
+    /// stream never parses its first event for it.
+    fn response_model_if_traced(&self) -> Option<ModelCell> {
+        self.trace.as_ref().map(|_| self.response_model.clone())
+    }
+
     /// Notes the request body's generation parameters (`max_tokens`, `temperature`) on the
     /// span, and its messages when `capture_content` is on. Costs a parse of the body, only
     /// when the span is recorded.
@@ -608,7 +614,7 @@ async fn respond(
         tap: UsageTap::new(
             ex.usage.clone(),
             accounting.strip_usage,
-            Some(ex.response_model.clone()),
+            ex.response_model_if_traced(),
         ),
         _settle: accounting
             .charge

@@ -304,6 +304,7 @@ async fn a_chat_completion_is_one_genai_span_with_its_token_counts() {
 
     assert_eq!(span.kind, KIND_SERVER);
     assert_eq!(span.str("gen_ai.operation.name"), Some("chat"));
+    assert_eq!(span.str("gen_ai.response.model"), Some("mock-gpt"));
     assert_eq!(span.str("gen_ai.system"), Some("mock"));
     assert_eq!(span.str("gen_ai.provider.name"), Some("mock"));
     assert_eq!(span.str("gen_ai.request.model"), Some("mock-gpt"));
@@ -380,6 +381,8 @@ async fn a_stream_span_ends_with_the_stream_and_carries_its_usage() {
         .expect("the mock sends a usage chunk");
     let span = collector.wait_for(&traces, "chat mock-gpt").await;
     assert_eq!(span.str("gen_ai.operation.name"), Some("chat"));
+    // Read from the stream's first event (only because the span is recorded).
+    assert_eq!(span.str("gen_ai.response.model"), Some("mock-gpt"));
     assert_eq!(
         span.int("gen_ai.usage.input_tokens"),
         usage["prompt_tokens"].as_i64(),
